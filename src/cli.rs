@@ -1,0 +1,77 @@
+//! Command-line definitions: what the flags are, not what they do (`main.rs` runs them).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Stream processor for runtime audit telemetry on Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "auditflow", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "human", env = "AUDITFLOW_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// auditflow's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume the input topics as a consumer group and write every output, until SIGTERM/SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the effective settings (secrets redacted).
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the pipeline on a file with no Kafka: NDJSON in, one NDJSON file per output topic out.
+    Replay {
+        /// The configuration file (defaults apply without one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Input file, or `-` for standard input.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Directory for the output files.
+        #[arg(long, short)]
+        output_dir: PathBuf,
+    },
+    /// Print the Avro schemas, or register them in the schema registry.
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+}
+
+/// `schema` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaAction {
+    /// Print the canonical event schema.
+    Print,
+    /// Register the canonical event schema under `<topic>-value`.
+    Register {
+        /// Registry base URL (Confluent-compatible API).
+        #[arg(long, env = "AUDITFLOW_REGISTRY_URL")]
+        registry: String,
+        /// Subject to register under.
+        #[arg(long, default_value = "audit.raw-value")]
+        subject: String,
+    },
+}

@@ -1,0 +1,414 @@
+//! Configuration: one TOML file (`config/auditflow.toml` documents every key), environment
+//! overrides for addresses and secrets, and validation that reports every problem with its key path.
+//!
+//! `Config` is what the file says; [`Config::pipeline_settings`] builds the core's settings once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::decode::DecodeLimits;
+use crate::pipeline::enrich::SeverityLadder;
+use crate::pipeline::validate::ValidateSettings;
+use crate::pipeline::{PipelineSettings, Topics};
+use crate::siem::{ecs::EcsConfig, Encoder, Product};
+
+/// The SIEM formats this build can write.
+pub const KNOWN_FORMATS: &[&str] = &["ecs"];
+
+/// A configuration that could not be loaded or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// The values break one or more rules; one line per problem, each starting with its key path.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka connection and client properties.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Confluent-compatible schema registry.
+    pub registry: RegistryConfig,
+    /// Size bounds.
+    pub limits: LimitsConfig,
+    /// Accepted values beyond the defaults.
+    pub validate: ValidateConfig,
+    /// Severity ladder.
+    pub severity: SeverityConfig,
+    /// SIEM outputs.
+    pub siem: SiemConfig,
+    /// Delivery and flow control.
+    pub delivery: DeliveryConfig,
+}
+
+/// `[kafka]`: where the brokers are and how to talk to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list. Env override: `AUDITFLOW_KAFKA_BOOTSTRAP_SERVERS`.
+    pub bootstrap_servers: String,
+    /// Consumer group id. Env override: `AUDITFLOW_KAFKA_GROUP_ID`.
+    pub group_id: String,
+    /// librdkafka properties for both consumer and producer (TLS, SASL, ...), passed through as
+    /// they are. A value `${NAME}` is read from the environment variable `NAME`.
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_id: "auditflow".into(),
+            properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[topics]`: input and output topic names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Topics consumed as one group.
+    pub input: Vec<String>,
+    /// Alerts: denied events.
+    pub alerts: String,
+    /// Dead letters.
+    pub dead_letter: String,
+    /// Prefix of SIEM sink topics; the format name is appended.
+    pub siem_prefix: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        let t = Topics::default();
+        TopicsConfig { input: vec!["audit.raw".into()], alerts: t.alerts, dead_letter: t.dead_letter, siem_prefix: t.siem_prefix }
+    }
+}
+
+/// `[registry]`: the Confluent-compatible schema registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7` for
+    /// Apicurio. Unset: Avro input is dead-lettered. Env override: `AUDITFLOW_REGISTRY_URL`.
+    pub url: Option<String>,
+    /// Basic-auth user name.
+    pub username: Option<String>,
+    /// Basic-auth password; `${NAME}` reads the environment. Env override: `AUDITFLOW_REGISTRY_PASSWORD`.
+    pub password: Option<String>,
+}
+
+/// `[limits]`: bounds on input sizes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted record value. Default 1 MiB (Kafka's default `max.message.bytes`).
+    pub max_record_bytes: usize,
+    /// Longest accepted canonical field or `reason`. Default 2048.
+    pub max_field_bytes: usize,
+    /// Longest accepted `trace`. Default 256.
+    pub max_trace_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let v = ValidateSettings::default();
+        LimitsConfig { max_record_bytes: 1 << 20, max_field_bytes: v.max_field_bytes, max_trace_bytes: v.max_trace_bytes }
+    }
+}
+
+/// `[validate]`: values accepted beyond the canonical ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateConfig {
+    /// Extra accepted `mode` values (besides `fixed`, `adaptive`).
+    pub extra_modes: Vec<String>,
+    /// Extra accepted `result` values (besides `allowed`, `denied`); routed like `allowed`.
+    pub extra_results: Vec<String>,
+}
+
+/// `[severity]`: severity on the 0–10 scale by decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeverityConfig {
+    /// Severity of allowed events. Default 3.
+    pub allowed: u8,
+    /// Severity of denied events. Default 6.
+    pub denied: u8,
+}
+
+impl Default for SeverityConfig {
+    fn default() -> Self {
+        let l = SeverityLadder::default();
+        SeverityConfig { allowed: l.allowed, denied: l.denied }
+    }
+}
+
+/// `[siem]`: which formats to write and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemConfig {
+    /// Enabled formats; each writes to `topics.siem_prefix + format`. Default `["ecs"]`.
+    pub formats: Vec<String>,
+    /// Product identity shown in every format.
+    pub product: Product,
+    /// Elastic Common Schema settings.
+    pub ecs: EcsConfig,
+}
+
+impl Default for SiemConfig {
+    fn default() -> Self {
+        SiemConfig { formats: vec!["ecs".into()], product: Product::default(), ecs: EcsConfig::default() }
+    }
+}
+
+/// `[delivery]`: flow control and commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Most records whose outputs are not yet all acknowledged; at the bound the consumer stops
+    /// taking records until acknowledgements arrive. Default 10000.
+    pub max_in_flight: usize,
+    /// How often acknowledged offsets are committed, in ms. Default 1000.
+    pub commit_interval_ms: u64,
+    /// On SIGTERM/SIGINT, how long to wait for in-flight outputs before exiting, in ms. Default 30000.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig { max_in_flight: 10_000, commit_interval_ms: 1000, shutdown_timeout_ms: 30_000 }
+    }
+}
+
+impl Config {
+    /// Reads, parses, applies environment overrides and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no environment, no validation).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+    }
+
+    /// Applies `AUDITFLOW_*` overrides and `${NAME}` references, reading variables through `env`.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("AUDITFLOW_KAFKA_BOOTSTRAP_SERVERS") {
+            self.kafka.bootstrap_servers = v;
+        }
+        if let Some(v) = env("AUDITFLOW_KAFKA_GROUP_ID") {
+            self.kafka.group_id = v;
+        }
+        if let Some(v) = env("AUDITFLOW_REGISTRY_URL") {
+            self.registry.url = Some(v);
+        }
+        if let Some(v) = env("AUDITFLOW_REGISTRY_PASSWORD") {
+            self.registry.password = Some(v);
+        }
+        let mut problems = Vec::new();
+        let mut resolve = |path: String, value: &mut String| {
+            if let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                match env(name) {
+                    Some(found) => *value = found,
+                    None => problems.push(format!("{path}: environment variable {name} is not set")),
+                }
+            }
+        };
+        for (section, map) in [
+            ("kafka.properties", &mut self.kafka.properties),
+            ("kafka.consumer_properties", &mut self.kafka.consumer_properties),
+            ("kafka.producer_properties", &mut self.kafka.producer_properties),
+        ] {
+            for (key, value) in map.iter_mut() {
+                resolve(format!("{section}.\"{key}\""), value);
+            }
+        }
+        if let Some(password) = self.registry.password.as_mut() {
+            resolve("registry.password".into(), password);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Checks every rule; returns all problems at once, each with its key path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            problems.push("kafka.bootstrap_servers: must not be empty".to_owned());
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            problems.push("kafka.group_id: must not be empty".to_owned());
+        }
+        if self.topics.input.is_empty() {
+            problems.push("topics.input: name at least one input topic".to_owned());
+        }
+        for (key, name) in [("topics.alerts", &self.topics.alerts), ("topics.dead_letter", &self.topics.dead_letter)] {
+            if name.is_empty() {
+                problems.push(format!("{key}: must not be empty"));
+            }
+        }
+        for (index, format) in self.siem.formats.iter().enumerate() {
+            if !KNOWN_FORMATS.contains(&format.as_str()) {
+                problems.push(format!("siem.formats[{index}]: unknown format {format:?}; known: {KNOWN_FORMATS:?}"));
+            }
+        }
+        problems.extend(self.siem.ecs.problems());
+        if self.limits.max_record_bytes == 0 {
+            problems.push("limits.max_record_bytes: must be at least 1".to_owned());
+        }
+        if self.severity.allowed > 10 || self.severity.denied > 10 {
+            problems.push("severity: values are on the 0-10 scale".to_owned());
+        }
+        if self.delivery.max_in_flight == 0 {
+            problems.push("delivery.max_in_flight: must be at least 1".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Builds the core's settings.
+    pub fn pipeline_settings(&self) -> PipelineSettings {
+        let mut modes = vec!["fixed".to_owned(), "adaptive".to_owned()];
+        modes.extend(self.validate.extra_modes.iter().cloned());
+        let encoders = self
+            .siem
+            .formats
+            .iter()
+            .filter_map(|format| -> Option<Box<dyn Encoder>> {
+                match format.as_str() {
+                    "ecs" => Some(Box::new(self.siem.ecs.build(&self.siem.product))),
+                    _ => None,
+                }
+            })
+            .collect();
+        PipelineSettings {
+            topics: Topics {
+                alerts: self.topics.alerts.clone(),
+                dead_letter: self.topics.dead_letter.clone(),
+                siem_prefix: self.topics.siem_prefix.clone(),
+            },
+            limits: DecodeLimits { max_record_bytes: self.limits.max_record_bytes },
+            validate: ValidateSettings {
+                modes,
+                extra_results: self.validate.extra_results.clone(),
+                max_field_bytes: self.limits.max_field_bytes,
+                max_trace_bytes: self.limits.max_trace_bytes,
+            },
+            severity: SeverityLadder { allowed: self.severity.allowed, denied: self.severity.denied },
+            encoders,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let config = Config::parse(include_str!("../../config/auditflow.toml")).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.topics.input, ["audit.raw"]);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let error = Config::parse("[kafka]\nbootstrap = \"x\"\n").unwrap_err();
+        assert!(error.contains("unknown field `bootstrap`"), "{error}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let mut config = Config::default();
+        config.topics.input.clear();
+        config.siem.formats.push("syslog".into());
+        config.siem.ecs.namespace = "Prod-1".into();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("topics.input:"));
+        assert!(problems[1].starts_with("siem.formats[1]:"));
+        assert!(problems[2].starts_with("siem.ecs.namespace:"));
+    }
+
+    #[test]
+    fn env_references_and_overrides_apply() {
+        let mut config = Config::parse("[kafka.properties]\n\"sasl.password\" = \"${KPASS}\"\n").unwrap();
+        let env = |name: &str| match name {
+            "KPASS" => Some("s3cret".to_owned()),
+            "AUDITFLOW_KAFKA_BOOTSTRAP_SERVERS" => Some("k1:9092".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.kafka.properties["sasl.password"], "s3cret");
+        assert_eq!(config.kafka.bootstrap_servers, "k1:9092");
+        let mut config = Config::parse("[kafka.properties]\n\"sasl.password\" = \"${MISSING}\"\n").unwrap();
+        let error = config.apply_env(|_| None).unwrap_err().to_string();
+        assert!(error.contains("kafka.properties.\"sasl.password\": environment variable MISSING is not set"), "{error}");
+    }
+}
+
+impl Config {
+    /// A copy safe to print: passwords, secrets and keys replaced by `<redacted>`.
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        for map in [&mut copy.kafka.properties, &mut copy.kafka.consumer_properties, &mut copy.kafka.producer_properties] {
+            for (key, value) in map.iter_mut() {
+                if is_secret_key(key) {
+                    *value = "<redacted>".into();
+                }
+            }
+        }
+        if copy.registry.password.is_some() {
+            copy.registry.password = Some("<redacted>".into());
+        }
+        copy
+    }
+}
+
+/// librdkafka property names whose values are secrets.
+fn is_secret_key(key: &str) -> bool {
+    ["password", "secret", "key.pem", "sasl.oauthbearer.config", "ssl.key"].iter().any(|s| key.contains(s))
+}

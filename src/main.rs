@@ -1,0 +1,96 @@
+//! The `auditflow` binary: parse the command line, run one command, map the outcome to an exit code
+//! (0 success, 1 runtime failure, 2 invalid configuration).
+
+mod cli;
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use auditflow::config::{Config, ConfigError, RegistryConfig};
+use auditflow::kafka::registry::Registry;
+use auditflow::pipeline::Pipeline;
+use clap::Parser;
+use cli::{Cli, Command, LogFormat, SchemaAction};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let code = if error.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 };
+            eprintln!("auditflow: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("AUDITFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            auditflow::kafka::run::run(config, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(&config)?;
+            println!("{}", toml::to_string_pretty(&config.redacted()).context("printing the config")?);
+            Ok(())
+        }
+        Command::Replay { config, input, output_dir } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let mut pipeline = Pipeline::new(config.pipeline_settings());
+            let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
+                Box::new(std::io::BufReader::new(file))
+            };
+            let source = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "stdin".into());
+            let now = chrono::Utc::now().timestamp_millis();
+            let summary = auditflow::replay::replay(&mut pipeline, reader, &source, &output_dir, &config.topics.dead_letter, now)
+                .with_context(|| format!("replaying into {}", output_dir.display()))?;
+            eprintln!("replayed {} records", summary.records);
+            for (topic, count) in summary.outputs {
+                eprintln!("  {count:>8}  {}", output_dir.join(format!("{topic}.ndjson")).display());
+            }
+            Ok(())
+        }
+        Command::Schema { action: SchemaAction::Print } => {
+            println!("{}", auditflow::schemas::AUDIT_EVENT.trim_end());
+            Ok(())
+        }
+        Command::Schema { action: SchemaAction::Register { registry, subject } } => {
+            let config = RegistryConfig { url: Some(registry), ..RegistryConfig::default() };
+            let registry = Registry::from_config(&config)?.context("no registry url")?;
+            let id = registry.register_avro(&subject, auditflow::schemas::AUDIT_EVENT).await?;
+            println!("{subject}: id {id}");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!(message = "Shutdown requested.");
+}

@@ -1,0 +1,133 @@
+//! The records that flow through auditflow: what comes in ([`SourceRecord`]), the typed canonical
+//! event ([`AuditEvent`]), the enriched view every encoder reads ([`EnrichedEvent`]) and what goes
+//! out ([`Output`]). Plain data: no I/O, no Kafka types.
+
+use serde_json::{Map, Value};
+
+/// One record as read from an input topic (or a replay file), before any decoding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceRecord {
+    /// Topic the record was read from.
+    pub topic: String,
+    /// Partition the record was read from.
+    pub partition: i32,
+    /// Offset of the record in its partition.
+    pub offset: i64,
+    /// Record key, unchanged.
+    pub key: Option<Vec<u8>>,
+    /// Record headers, in order, unchanged.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Record value; `None` for a tombstone.
+    pub payload: Option<Vec<u8>>,
+    /// Broker or producer timestamp in epoch milliseconds, when the record has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The policy decision carried by an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// The policy allowed the action.
+    Allowed,
+    /// The policy denied the action.
+    Denied,
+    /// Another decision value accepted by configuration (`validate.extra_results`); routed like
+    /// `allowed` (it is not an alert), reported verbatim in every format.
+    Other,
+}
+
+/// The canonical audit event after validation: the eight fields, the decision, and any
+/// deployment-specific extras in their original order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Event time normalised to UTC with millisecond precision, e.g. `2026-04-18T14:22:07.441Z`.
+    pub ts: String,
+    /// Event time as epoch milliseconds (the same instant as `ts`).
+    pub ts_ms: i64,
+    /// Who initiated the action, `kind:id`.
+    pub actor: String,
+    /// The operation attempted, e.g. `deploy` or `execute`.
+    pub action: String,
+    /// What was acted on, usually `name@version`.
+    pub artifact: String,
+    /// The policy that evaluated the action.
+    pub policy: String,
+    /// Where execution occurred, usually `provider:region:cluster`.
+    pub target: String,
+    /// Execution mode, e.g. `fixed` or `adaptive`.
+    pub mode: String,
+    /// Correlation id shared by the events of one trace.
+    pub trace: String,
+    /// The decision as received (`allowed`, `denied`, or a configured extra value).
+    pub result: String,
+    /// The decision, classified.
+    pub decision: Decision,
+    /// Why the policy decided so; mostly present on denials.
+    pub reason: Option<String>,
+    /// Fields beyond the canonical ones, carried through in input order.
+    pub extra: Map<String, Value>,
+}
+
+/// An [`AuditEvent`] with the parts every output format derives from it, computed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrichedEvent {
+    /// The validated event.
+    pub event: AuditEvent,
+    /// Deterministic id: UUIDv5 (URL namespace) over the canonical fields; see `enrich`.
+    pub event_id: String,
+    /// The part of `actor` before the first `:` (`user`, `service`, ...).
+    pub actor_kind: String,
+    /// The part of `actor` after the first `:`.
+    pub actor_id: String,
+    /// `artifact` before its last `@` (the whole artifact when it has no `@`).
+    pub artifact_name: String,
+    /// `artifact` after its last `@`, when there is one.
+    pub artifact_version: Option<String>,
+    /// `provider`, `region` and `cluster` when `target` has exactly three `:`-separated parts.
+    pub target_parts: Option<TargetParts>,
+    /// Severity on the 0–10 scale shared by CEF, LEEF and ECS.
+    pub severity: u8,
+    /// Where the event came from.
+    pub provenance: Provenance,
+}
+
+/// The three parts of a `provider:region:cluster` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetParts {
+    /// Cloud or platform provider, e.g. `aws`.
+    pub provider: String,
+    /// Region, e.g. `us-east-1`.
+    pub region: String,
+    /// Cluster name, e.g. `cluster-prod-02`.
+    pub cluster: String,
+}
+
+/// Where an event was read from and when auditflow took it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Ingest time, epoch milliseconds, as given to `Pipeline::process`.
+    pub ingest_ms: i64,
+}
+
+/// One record to produce. The core returns outputs and never sends them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value; `None` only when a tombstone is dead-lettered.
+    pub payload: Option<Vec<u8>>,
+    /// Record headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Record timestamp (CreateTime) in epoch milliseconds; `None` lets the producer choose.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The outputs of one input record. Always at least one: every record ends somewhere.
+pub type Outputs = Vec<Output>;

@@ -1,0 +1,87 @@
+//! Decoding: record bytes to a [`RawEvent`], detected per record.
+//!
+//! A value that starts with the Confluent magic byte `0` is Avro in the Confluent wire format;
+//! anything else is read as JSON. Decoding only checks shape; field rules live in `validate`.
+
+pub mod json;
+
+use serde_json::{Map, Value};
+
+use crate::pipeline::reject::{Reject, RejectCode};
+
+/// A decoded record before validation: top-level fields by name, in input order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RawEvent {
+    /// The fields, in the order the producer wrote them.
+    pub fields: Map<String, Value>,
+}
+
+/// The wire format of one record value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// A JSON document.
+    Json,
+    /// Confluent framing: magic byte 0, a big-endian schema id, an Avro datum.
+    ConfluentAvro {
+        /// The schema id from the 5-byte header.
+        schema_id: u32,
+    },
+}
+
+/// Limits applied before any parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest accepted record value, in bytes.
+    pub max_record_bytes: usize,
+}
+
+/// Checks the value's presence and size and detects its wire format.
+pub fn detect(payload: Option<&[u8]>, limits: DecodeLimits) -> Result<WireFormat, Reject> {
+    let Some(bytes) = payload else {
+        return Err(Reject::new(RejectCode::Tombstone, "record has no value (tombstone)"));
+    };
+    if bytes.is_empty() {
+        return Err(Reject::new(RejectCode::EmptyPayload, "record value is empty"));
+    }
+    if bytes.len() > limits.max_record_bytes {
+        return Err(Reject::new(
+            RejectCode::RecordTooLarge,
+            format!(
+                "record value is {} bytes, over limits.max_record_bytes = {}",
+                bytes.len(),
+                limits.max_record_bytes
+            ),
+        ));
+    }
+    if bytes[0] == 0 {
+        let Some(header) = bytes.get(1..5) else {
+            return Err(Reject::new(
+                RejectCode::TruncatedFraming,
+                format!("confluent-framed value is {} bytes, shorter than its 5-byte header", bytes.len()),
+            ));
+        };
+        let schema_id = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        return Ok(WireFormat::ConfluentAvro { schema_id });
+    }
+    Ok(WireFormat::Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: DecodeLimits = DecodeLimits { max_record_bytes: 16 };
+
+    #[test]
+    fn detects_presence_size_and_framing() {
+        assert_eq!(detect(None, LIMITS).unwrap_err().code, RejectCode::Tombstone);
+        assert_eq!(detect(Some(b""), LIMITS).unwrap_err().code, RejectCode::EmptyPayload);
+        assert_eq!(detect(Some(&[b' '; 17]), LIMITS).unwrap_err().code, RejectCode::RecordTooLarge);
+        assert_eq!(detect(Some(&[0, 0, 1]), LIMITS).unwrap_err().code, RejectCode::TruncatedFraming);
+        assert_eq!(
+            detect(Some(&[0, 0, 0, 1, 2, 9]), LIMITS).unwrap(),
+            WireFormat::ConfluentAvro { schema_id: 258 }
+        );
+        assert_eq!(detect(Some(b"{}"), LIMITS).unwrap(), WireFormat::Json);
+    }
+}

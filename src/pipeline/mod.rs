@@ -1,0 +1,171 @@
+//! The pure core: one [`SourceRecord`] in, its [`Outputs`] out. No Kafka, no clock, no I/O.
+//!
+//! ```text
+//! record ─► decode ─► validate ─► enrich ─┬─► siem/<format> ─► audit.siem.<format>  (key: event id)
+//!             │ bad       │ bad            └─► route: denied ─► audit.alerts        (key: trace)
+//!             └───────────┴──► dead letter ─► audit.dlq (original key and bytes, error headers)
+//! ```
+//! Every record yields at least one output: a record is never dropped.
+
+pub mod decode;
+pub mod enrich;
+pub mod reject;
+pub mod route;
+pub mod validate;
+
+use chrono::{SecondsFormat, TimeZone, Utc};
+
+use crate::model::{Output, Outputs, SourceRecord};
+use crate::siem::Encoder;
+use decode::{DecodeLimits, WireFormat};
+use enrich::SeverityLadder;
+use reject::{Reject, RejectCode};
+use validate::ValidateSettings;
+
+/// Dead-letter header names (`docs/input.md`, "Dead-letter contract").
+pub mod dlq_headers {
+    /// The stable error code, e.g. `decode.invalid_json`.
+    pub const CODE: &str = "auditflow.error.code";
+    /// A one-line message for people.
+    pub const MESSAGE: &str = "auditflow.error.message";
+    /// The topic the record was read from.
+    pub const TOPIC: &str = "auditflow.source.topic";
+    /// The partition the record was read from, in decimal.
+    pub const PARTITION: &str = "auditflow.source.partition";
+    /// The offset of the record, in decimal.
+    pub const OFFSET: &str = "auditflow.source.offset";
+    /// When auditflow rejected the record, RFC 3339 UTC with milliseconds.
+    pub const FAILED_AT: &str = "auditflow.failed.at";
+}
+
+/// Output topic names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Alerts (denied events).
+    pub alerts: String,
+    /// Dead letters.
+    pub dead_letter: String,
+    /// Prefix of the SIEM sink topics; the format name is appended (`audit.siem.` + `ecs`).
+    pub siem_prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics { alerts: "audit.alerts".into(), dead_letter: "audit.dlq".into(), siem_prefix: "audit.siem.".into() }
+    }
+}
+
+/// Everything the core needs, built once from configuration.
+pub struct PipelineSettings {
+    /// Output topic names.
+    pub topics: Topics,
+    /// Size limits checked before parsing.
+    pub limits: DecodeLimits,
+    /// Field rules.
+    pub validate: ValidateSettings,
+    /// Severity by decision.
+    pub severity: SeverityLadder,
+    /// The enabled SIEM encoders; each writes to `topics.siem_prefix + name()`.
+    pub encoders: Vec<Box<dyn Encoder>>,
+}
+
+/// The core pipeline. See the module docs for the data flow.
+pub struct Pipeline {
+    settings: PipelineSettings,
+    siem_topics: Vec<String>,
+}
+
+impl Pipeline {
+    /// Builds a pipeline.
+    pub fn new(settings: PipelineSettings) -> Self {
+        let siem_topics =
+            settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
+        Pipeline { settings, siem_topics }
+    }
+
+    /// Every topic this pipeline may write to, for start-up checks.
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.settings.topics.alerts.clone(), self.settings.topics.dead_letter.clone()];
+        topics.extend(self.siem_topics.iter().cloned());
+        topics
+    }
+
+    /// Processes one record read at `now_ms` (epoch milliseconds). Never fails: a bad record
+    /// becomes a dead-letter output.
+    pub fn process(&mut self, record: &SourceRecord, now_ms: i64) -> Outputs {
+        match self.process_valid(record, now_ms) {
+            Ok(outputs) => outputs,
+            Err(reject) => vec![self.dead_letter(record, &reject, now_ms)],
+        }
+    }
+
+    fn process_valid(&mut self, record: &SourceRecord, now_ms: i64) -> Result<Outputs, Reject> {
+        let payload = record.payload.as_deref();
+        let raw = match decode::detect(payload, self.settings.limits)? {
+            WireFormat::Json => decode::json::decode(payload.unwrap_or_default())?,
+            WireFormat::ConfluentAvro { schema_id } => {
+                return Err(Reject::new(
+                    RejectCode::UnknownFormat,
+                    format!("confluent avro record (schema id {schema_id}) but avro input is not enabled"),
+                ))
+            }
+        };
+        let event = validate::validate(raw, &self.settings.validate)?;
+        let enriched = enrich::enrich(event, record, now_ms, &self.settings.severity);
+        let mut outputs = Vec::with_capacity(self.siem_topics.len() + 1);
+        let event_key = enriched.event_id.as_bytes().to_vec();
+        for (encoder, topic) in self.settings.encoders.iter().zip(&self.siem_topics) {
+            let mut payload = Vec::with_capacity(1024);
+            encoder.encode(&enriched, &mut payload);
+            outputs.push(Output {
+                topic: topic.clone(),
+                key: Some(event_key.clone()),
+                payload: Some(payload),
+                headers: Vec::new(),
+                timestamp_ms: Some(enriched.event.ts_ms),
+            });
+        }
+        if route::is_alert(&enriched) {
+            let mut payload = Vec::with_capacity(768);
+            route::encode_alert(&enriched, &mut payload);
+            outputs.push(Output {
+                topic: self.settings.topics.alerts.clone(),
+                key: Some(enriched.event.trace.as_bytes().to_vec()),
+                payload: Some(payload),
+                headers: Vec::new(),
+                timestamp_ms: Some(enriched.event.ts_ms),
+            });
+        }
+        Ok(outputs)
+    }
+
+    /// The dead-letter record for `record`: original key, value and headers, plus error headers.
+    fn dead_letter(&self, record: &SourceRecord, reject: &Reject, now_ms: i64) -> Output {
+        let failed_at = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        let mut headers = record.headers.clone();
+        for (name, value) in [
+            (dlq_headers::CODE, reject.code.as_str().to_owned()),
+            (dlq_headers::MESSAGE, reject.message.clone()),
+            (dlq_headers::TOPIC, record.topic.clone()),
+            (dlq_headers::PARTITION, record.partition.to_string()),
+            (dlq_headers::OFFSET, record.offset.to_string()),
+            (dlq_headers::FAILED_AT, failed_at),
+        ] {
+            headers.push((name.to_owned(), Some(value.into_bytes())));
+        }
+        Output {
+            topic: self.settings.topics.dead_letter.clone(),
+            key: record.key.clone(),
+            payload: record.payload.clone(),
+            headers,
+            timestamp_ms: record.timestamp_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

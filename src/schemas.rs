@@ -1,0 +1,7 @@
+//! The project's Avro schemas (`schemas/*.avsc`), compiled into the binary.
+
+/// The canonical audit event: the reader schema for Avro input.
+pub const AUDIT_EVENT: &str = include_str!("../schemas/audit_event.avsc");
+
+/// The registry subject of the canonical event (TopicNameStrategy on the default input topic).
+pub const AUDIT_EVENT_SUBJECT: &str = "audit.raw-value";
