@@ -1,0 +1,182 @@
+//! Against the real local Kafka broker and Apicurio registry (`scripts/stack up`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apache_avro::Schema;
+use auditflow::config::RegistryConfig;
+use auditflow::kafka::registry::{Registry, RegistryError};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+
+use crate::util::*;
+
+const REFERENCE: &str = include_str!("data/events/reference.ndjson");
+
+fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
+    message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+        .unwrap_or_default()
+}
+
+fn input(partition: i32, key: &str, value: Option<&[u8]>) -> Input {
+    Input { partition, key: Some(key.as_bytes().to_vec()), value: value.map(<[u8]>::to_vec), headers: Vec::new() }
+}
+
+/// The first end-to-end path (issue #2): reference events to ECS and alerts, malformed records to
+/// the dead-letter topic with their original bytes and key, and offsets committed to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_events_and_malformed_records_land_where_they_belong() {
+    let raw = unique("raw");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    let ecs = format!("{prefix}ecs");
+    create_topics(&[&raw], 2).await;
+    create_topics(&[&alerts, &dlq, &ecs], 1).await;
+    let mut lines = REFERENCE.lines();
+    let (allowed, denied) = (lines.next().unwrap(), lines.next().unwrap());
+    let mut with_headers = input(1, "k-trunc", Some(b"{\"ts\":"));
+    with_headers.headers = vec![("origin", b"ci")];
+    let inputs = vec![
+        input(0, "tr-8f2c7a91-2b14-4e8e", Some(allowed.as_bytes())),
+        input(0, "tr-8f2c7a91-2b14-4e8e", Some(denied.as_bytes())),
+        with_headers,
+        input(1, "k-array", Some(b"[1,2,3]")),
+        input(1, "k-utf8", Some(b"{\"ts\":\"\xc3\x28\"}")),
+        input(0, "k-tomb", None),
+        input(1, "k-missing", Some(br#"{"ts":"2026-04-18T14:22:07.441Z","actor":"user:x"}"#)),
+    ];
+    let positions = produce(&raw, &inputs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let app = Auditflow::start(&config);
+    let committed = await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    assert_eq!(committed, vec![(0, 3), (1, 4)]);
+    let (status, log) = app.stop();
+    assert!(status.success(), "auditflow exited with {status}:\n{log}");
+
+    // ECS: one record per valid event, keyed by event id, byte-equal to the golden files.
+    let ecs_records = read_all(&ecs);
+    assert_eq!(ecs_records.len(), 2, "{log}");
+    for (record, golden) in ecs_records.iter().zip(["reference_allowed", "reference_denied"]) {
+        let expected = std::fs::read_to_string(format!("{}/tests/data/siem/ecs/{golden}.expected", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(record.payload_view::<str>().unwrap().unwrap(), expected.trim_end());
+        let doc: serde_json::Value = serde_json::from_str(expected.trim_end()).unwrap();
+        assert_eq!(record.key().unwrap(), doc["event"]["id"].as_str().unwrap().as_bytes());
+        assert_eq!(record.timestamp().to_millis(), Some(chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap()).unwrap().timestamp_millis()));
+    }
+
+    // Alerts: the one denied event, keyed by trace.
+    let alert_records = read_all(&alerts);
+    assert_eq!(alert_records.len(), 1);
+    let alert: serde_json::Value = serde_json::from_slice(alert_records[0].payload().unwrap()).unwrap();
+    assert_eq!(alert_records[0].key().unwrap(), b"tr-8f2c7a91-2b14-4e8e");
+    assert_eq!(alert["alert"], "policy_denied");
+    assert_eq!(alert["severity"], 6);
+    assert_eq!(alert["event"]["actor"], "service:fraud-detector");
+    assert_eq!(alert["event"]["reason"], "declared-purpose violation: pii_export not authorized");
+    assert_eq!(alert["source"]["topic"], raw.as_str());
+    assert_eq!(alert["source"]["partition"], 0);
+    assert_eq!(alert["source"]["offset"], 1);
+
+    // Dead letters: original key and bytes, original headers first, then the error headers.
+    let dead = read_all(&dlq);
+    let expected = [
+        ("k-tomb", "decode.tombstone"),
+        ("k-trunc", "decode.invalid_json"),
+        ("k-array", "decode.not_an_object"),
+        ("k-utf8", "decode.invalid_utf8"),
+        ("k-missing", "validate.missing_field"),
+    ];
+    assert_eq!(dead.len(), expected.len(), "{log}");
+    let by_key: HashMap<&str, usize> = inputs.iter().enumerate().map(|(i, inp)| (std::str::from_utf8(inp.key.as_deref().unwrap()).unwrap(), i)).collect();
+    for (key, code) in expected {
+        let message = dead.iter().find(|m| m.key() == Some(key.as_bytes())).unwrap_or_else(|| panic!("no dead letter for {key}"));
+        let source = &inputs[by_key[key]];
+        let (partition, offset) = positions[by_key[key]];
+        assert_eq!(message.payload(), source.value.as_deref(), "original bytes kept for {key}");
+        let headers = headers_of(message);
+        assert_eq!(headers["auditflow.error.code"], code, "{key}");
+        assert!(!headers["auditflow.error.message"].is_empty());
+        assert_eq!(headers["auditflow.source.topic"], raw);
+        assert_eq!(headers["auditflow.source.partition"], partition.to_string());
+        assert_eq!(headers["auditflow.source.offset"], offset.to_string());
+        assert!(chrono::DateTime::parse_from_rfc3339(&headers["auditflow.failed.at"]).is_ok());
+    }
+    let trunc = dead.iter().find(|m| m.key() == Some(b"k-trunc")).unwrap();
+    let first = trunc.headers().unwrap().get(0);
+    assert_eq!((first.key, first.value), ("origin", Some(&b"ci"[..])), "original headers come first");
+    assert_eq!(headers_of(dead.iter().find(|m| m.key() == Some(b"k-missing")).unwrap())["auditflow.error.message"], "missing required field `action`");
+
+    // Conservation: every input record ended somewhere.
+    assert_eq!(inputs.len(), 2 + dead.len());
+}
+
+/// A broker that cannot be reached gives one line naming the setting, and a non-zero exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_broker_is_reported_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auditflow.toml");
+    std::fs::write(&path, "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("AUDITFLOW_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("auditflow: cannot reach Kafka at 127.0.0.1:1"), "{stderr}");
+    assert!(lines[0].contains("kafka.bootstrap_servers"), "{stderr}");
+}
+
+/// Topics that do not exist are named, with the section to change.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_topics_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = unique("absent");
+    let config = write_config(dir.path(), &unique("g"), &raw, "audit.none.alerts", "audit.none.dlq", "audit.none.");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("AUDITFLOW_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&raw) && stderr.contains("audit.none.dlq") && stderr.contains("[topics]"), "{stderr}");
+}
+
+/// `schemas/audit_event.avsc` registers in Apicurio through schema_registry_converter and reads
+/// back by id as the same schema; an unknown id is a permanent "not found".
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_event_schema_round_trips_through_the_registry() {
+    let registry = Registry::from_config(&RegistryConfig { url: Some(registry_url()), ..RegistryConfig::default() })
+        .unwrap()
+        .unwrap();
+    let subject = format!("{}-value", unique("roundtrip"));
+    let id = registry.register_avro(&subject, auditflow::schemas::AUDIT_EVENT).await.expect("register");
+    let again = registry.register_avro(&subject, auditflow::schemas::AUDIT_EVENT).await.expect("register again");
+    assert_eq!(id, again, "registering the same schema twice returns the same id");
+    let fetched = registry.fetch(id).await.expect("fetch by id");
+    let ours = Schema::parse_str(auditflow::schemas::AUDIT_EVENT).unwrap();
+    let theirs = Schema::parse_str(&fetched).unwrap();
+    assert_eq!(theirs.canonical_form(), ours.canonical_form());
+    match registry.fetch(2_000_000_000).await {
+        Err(RegistryError::NotFound(2_000_000_000)) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+/// A registry that does not answer is a transient error, never "not found".
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_registry_is_transient() {
+    let registry = Registry::from_config(&RegistryConfig { url: Some("http://127.0.0.1:1/apis/ccompat/v7".into()), ..RegistryConfig::default() })
+        .unwrap()
+        .unwrap();
+    let error = registry.fetch(1).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+}

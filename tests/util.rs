@@ -1,0 +1,226 @@
+//! Helpers shared by the integration tests.
+
+use auditflow::config::Config;
+
+/// The configuration of the worked examples: defaults plus the example product identity.
+pub fn golden_config() -> Config {
+    Config::parse(include_str!("data/config/golden.toml")).expect("golden config parses")
+}
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The local broker started by `scripts/stack up`.
+pub fn bootstrap() -> String {
+    std::env::var("AUDITFLOW_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The local registry's Confluent-compatible API.
+pub fn registry_url() -> String {
+    std::env::var("AUDITFLOW_TEST_REGISTRY").unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
+}
+
+/// A name unique to this test run, so tests never share topics or groups.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Creates topics with `partitions` partitions each; fails the test if the broker refuses.
+pub async fn create_topics(names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&topics, &options).await.expect("create_topics request") {
+        result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code:?} (is `scripts/stack up` running?)"));
+    }
+}
+
+/// One record to publish.
+pub struct Input {
+    /// Target partition.
+    pub partition: i32,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(&'static str, &'static [u8])>,
+}
+
+/// Publishes records in order and waits for every acknowledgement; returns (partition, offset) each.
+pub async fn produce(topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut out = Vec::new();
+    for input in inputs {
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &input.headers {
+            headers = headers.insert(Header { key, value: Some(*value) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(input.partition).headers(headers);
+        if let Some(key) = input.key.as_deref() {
+            record = record.key(key);
+        }
+        if let Some(value) = input.value.as_deref() {
+            record = record.payload(value);
+        }
+        let delivery = producer.send(record, Duration::from_secs(30)).await.expect("delivery");
+        out.push((delivery.partition, delivery.offset));
+    }
+    out
+}
+
+/// Every record of `topic` from the beginning to its high watermark, in partition then offset order.
+pub fn read_all(topic: &str) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut out = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).expect("watermarks");
+        if high <= low {
+            continue;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(low)).unwrap();
+        consumer.assign(&list).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut next = low;
+        while next < high {
+            assert!(Instant::now() < deadline, "timed out reading {topic}/{partition} at {next} of {high}");
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("read");
+                next = message.offset() + 1;
+                out.push(message.detach());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `group` has committed, for every partition of `topic`, the partition's end offset.
+pub fn await_committed_to_end(group: &str, topic: &str, timeout: Duration) -> Vec<(i32, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset reader");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut list = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for &p in &partitions {
+            list.add_partition(topic, p);
+            ends.push((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1));
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
+        let got: Vec<(i32, i64)> = partitions
+            .iter()
+            .map(|&p| {
+                let offset = committed.find_partition(topic, p).map(|e| e.offset());
+                (p, match offset { Some(Offset::Offset(o)) => o, _ => -1 })
+            })
+            .collect();
+        if got == ends {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "group {group} committed {got:?}, end offsets {ends:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `auditflow` process, killed if the test fails before stopping it.
+pub struct Auditflow {
+    child: Option<Child>,
+    /// Its stderr log file.
+    pub log: PathBuf,
+}
+
+impl Auditflow {
+    /// Starts `auditflow run` with the given config file; its logs go to a file beside it.
+    pub fn start(config: &Path) -> Auditflow {
+        let log = config.with_extension("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_auditflow"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("AUDITFLOW_LOG", "info,auditflow=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn auditflow");
+        Auditflow { child: Some(child), log }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit status and the log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("auditflow did not exit within 40s of SIGTERM:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Drop for Auditflow {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes a config file for a test: the given topics and group, fast commits, golden product.
+pub fn write_config(dir: &Path, group: &str, input: &str, alerts: &str, dlq: &str, siem_prefix: &str) -> PathBuf {
+    let text = format!(
+        r#"[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+[topics]
+input = ["{input}"]
+alerts = "{alerts}"
+dead_letter = "{dlq}"
+siem_prefix = "{siem_prefix}"
+[delivery]
+commit_interval_ms = 100
+{golden}"#,
+        bootstrap = bootstrap(),
+        golden = include_str!("data/config/golden.toml"),
+    );
+    let path = dir.join("auditflow.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
