@@ -1,1 +1,35 @@
-fn main(){}
+//! Criterion benches of the core, per event: decode + validate on a typical ~400-byte JSON event,
+//! and the whole pipeline (decode to ECS and alert outputs). Run with `cargo bench --bench pipeline`.
+
+use auditflow::config::Config;
+use auditflow::model::SourceRecord;
+use auditflow::pipeline::{decode, validate, Pipeline};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+
+/// A typical event: the denied reference event with two deployment-specific extra fields (~420 bytes).
+const EVENT: &[u8] = br#"{"ts":"2026-04-18T14:28:33.911Z","actor":"service:fraud-detector","action":"execute","artifact":"customer-lookup@v2.8.0","policy":"pii-access-restrict-v2","target":"aws:us-east-1:cluster-prod-02","mode":"adaptive","trace":"tr-8f2c7a91-2b14-4e8e","result":"denied","reason":"declared-purpose violation: pii_export not authorized","request_id":"req-4f1d2a9c-77e0","namespace":"payments"}"#;
+
+fn decode_validate(c: &mut Criterion) {
+    let settings = validate::ValidateSettings::default();
+    let mut group = c.benchmark_group("decode_validate");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("json", |b| {
+        b.iter(|| {
+            let raw = decode::json::decode(black_box(EVENT)).unwrap();
+            validate::validate(raw, &settings).unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn whole_pipeline(c: &mut Criterion) {
+    let mut pipeline = Pipeline::new(Config::default().pipeline_settings());
+    let record = SourceRecord { topic: "audit.raw".into(), payload: Some(EVENT.to_vec()), ..SourceRecord::default() };
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("json_to_ecs_and_alert", |b| b.iter(|| pipeline.process(black_box(&record), 0)));
+    group.finish();
+}
+
+criterion_group!(benches, decode_validate, whole_pipeline);
+criterion_main!(benches);

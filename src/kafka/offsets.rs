@@ -88,6 +88,13 @@ impl OffsetTracker {
         out
     }
 
+    /// The committable offset of every tracked partition, whether or not it moved.
+    pub fn all_commits(&self) -> Vec<(TopicPartition, i64)> {
+        let mut out: Vec<_> = self.partitions.iter().map(|(tp, part)| (tp.clone(), part.committable())).collect();
+        out.sort();
+        out
+    }
+
     /// Forgets a partition (revoked); returns its committable offset. Later acks for it are ignored.
     pub fn remove(&mut self, tp: &TopicPartition) -> Option<i64> {
         let part = self.partitions.remove(tp)?;

@@ -140,7 +140,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(delivered) = in_flight.next(), if !in_flight.is_empty() => {
                 on_delivered(delivered, &tracker, &producer, &in_flight)?;
             }
-            _ = commit_tick.tick() => commit(&consumer, &tracker, false),
+            _ = commit_tick.tick() => commit(&consumer, &tracker),
             received = consumer.recv(), if can_take => {
                 let message = match received {
                     Ok(message) => message,
@@ -193,11 +193,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Ok(result) => result?,
         Err(_) => warn!(message = "Shutdown deadline reached with outputs in flight; they are re-read on restart."),
     }
-    commit(&consumer, &tracker, true);
+    let last = tracker.lock().expect("tracker lock").all_commits();
     let closing = consumer.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        commit_list(&closing, &last, CommitMode::Sync);
         closing.unsubscribe();
-        drop(closing);
     })
     .await;
     let flushing = producer.clone();
@@ -328,17 +328,22 @@ fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<DeliveryF
     send(producer, &output)
 }
 
-/// Commits acknowledged offsets: asynchronously on the timer, synchronously at shutdown.
-fn commit(consumer: &StreamConsumer<RunContext>, tracker: &Mutex<OffsetTracker>, sync: bool) {
+/// Commits the offsets that moved since the last commit, without blocking (on the timer).
+fn commit(consumer: &StreamConsumer<RunContext>, tracker: &Mutex<OffsetTracker>) {
     let commits = tracker.lock().expect("tracker lock").take_commits();
+    commit_list(consumer, &commits, CommitMode::Async);
+}
+
+/// Commits the given offsets; `CommitMode::Sync` blocks, so call it off the runtime threads.
+fn commit_list(consumer: &StreamConsumer<RunContext>, commits: &[(TopicPartition, i64)], mode: CommitMode) {
     if commits.is_empty() {
         return;
     }
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in &commits {
+    for ((topic, partition), offset) in commits {
+        // Adding a valid topic, partition and offset cannot fail.
         let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
     }
-    let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
     if let Err(error) = consumer.commit(&list, mode) {
         warn!(message = "Offset commit failed.", %error);
         metrics::counter!("auditflow_commit_errors_total").increment(1);

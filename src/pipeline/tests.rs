@@ -1,1 +1,126 @@
-//! Unit tests of the core pipeline.
+//! Unit tests of the core pipeline: where each record goes, and that nothing is ever lost.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Config;
+
+const ALLOWED: &[u8] = br#"{"ts":"2026-04-18T14:22:07.441Z","actor":"user:j.patel@acme.com","action":"deploy","artifact":"billing-service@v4.2.1","policy":"prod-billing-deploy-v3","target":"aws:us-east-1:cluster-prod-02","mode":"fixed","trace":"tr-8f2c7a91-2b14-4e8e","result":"allowed"}"#;
+
+fn pipeline() -> Pipeline {
+    Pipeline::new(Config::default().pipeline_settings())
+}
+
+fn record(payload: Option<&[u8]>) -> SourceRecord {
+    SourceRecord {
+        topic: "audit.raw".into(),
+        partition: 3,
+        offset: 42,
+        key: Some(b"k".to_vec()),
+        headers: vec![("h".into(), Some(b"v".to_vec()))],
+        payload: payload.map(<[u8]>::to_vec),
+        timestamp_ms: Some(7),
+    }
+}
+
+fn dead_letter_code(outputs: &Outputs) -> Option<String> {
+    let [only] = outputs.as_slice() else { return None };
+    if only.topic != "audit.dlq" {
+        return None;
+    }
+    only.headers.iter().find(|(k, _)| k == dlq_headers::CODE).map(|(_, v)| String::from_utf8(v.clone().unwrap()).unwrap())
+}
+
+#[test]
+fn allowed_event_goes_to_siem_only() {
+    let outputs = pipeline().process(&record(Some(ALLOWED)), 0);
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].topic, "audit.siem.ecs");
+    assert_eq!(outputs[0].key.as_deref().map(<[u8]>::len), Some(36), "keyed by the event uuid");
+    assert_eq!(outputs[0].timestamp_ms, Some(1_776_522_127_441));
+}
+
+#[test]
+fn denied_event_goes_to_siem_and_alerts() {
+    let denied = String::from_utf8(ALLOWED.to_vec()).unwrap().replace("\"allowed\"", "\"denied\"");
+    let outputs = pipeline().process(&record(Some(denied.as_bytes())), 0);
+    let topics: Vec<&str> = outputs.iter().map(|o| o.topic.as_str()).collect();
+    assert_eq!(topics, ["audit.siem.ecs", "audit.alerts"]);
+    assert_eq!(outputs[1].key.as_deref(), Some(&b"tr-8f2c7a91-2b14-4e8e"[..]));
+}
+
+#[test]
+fn dead_letter_keeps_key_bytes_headers_and_timestamp() {
+    let outputs = pipeline().process(&record(Some(b"{oops")), 1_776_522_127_441);
+    assert_eq!(dead_letter_code(&outputs).as_deref(), Some("decode.invalid_json"));
+    let dl = &outputs[0];
+    assert_eq!(dl.key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(dl.payload.as_deref(), Some(&b"{oops"[..]));
+    assert_eq!(dl.timestamp_ms, Some(7));
+    let headers: Vec<(&str, &str)> =
+        dl.headers.iter().map(|(k, v)| (k.as_str(), std::str::from_utf8(v.as_deref().unwrap()).unwrap())).collect();
+    assert_eq!(headers[0], ("h", "v"));
+    assert_eq!(headers[2].0, dlq_headers::MESSAGE);
+    assert!(headers[2].1.starts_with("invalid json: "), "{}", headers[2].1);
+    assert_eq!(&headers[3..], &[
+        (dlq_headers::TOPIC, "audit.raw"),
+        (dlq_headers::PARTITION, "3"),
+        (dlq_headers::OFFSET, "42"),
+        (dlq_headers::FAILED_AT, "2026-04-18T14:22:07.441Z"),
+    ]);
+}
+
+#[test]
+fn hostile_inputs_are_dead_lettered_with_their_code() {
+    let huge = format!("{{\"reason\":\"{}\"}}", "x".repeat(2 << 20));
+    let nested = format!("{}{}", "{\"a\":".repeat(10_000), "1");
+    let with_nul = String::from_utf8(ALLOWED.to_vec()).unwrap().replace("deploy", "dep\\u0000loy");
+    let cases: Vec<(Option<&[u8]>, &str)> = vec![
+        (None, "decode.tombstone"),
+        (Some(b""), "decode.empty_payload"),
+        (Some(huge.as_bytes()), "decode.record_too_large"),
+        (Some(b"{\"a\":\"\xff\"}"), "decode.invalid_utf8"),
+        (Some(b"{\"a\":1,\"a\":2}"), "decode.duplicate_field"),
+        (Some(nested.as_bytes()), "decode.invalid_json"),
+        (Some(b"{\"a\":1}\x00"), "decode.invalid_json"),
+        (Some(b"\x00\x00\x00"), "decode.truncated_framing"),
+        (Some(b"\x01\x00\x00\x00\x01\x02"), "decode.unknown_format"),
+        (Some(b"[]"), "decode.not_an_object"),
+        (Some(with_nul.as_bytes()), "validate.control_character"),
+    ];
+    let mut p = pipeline();
+    for (payload, code) in cases {
+        let outputs = p.process(&record(payload), 0);
+        assert_eq!(dead_letter_code(&outputs).as_deref(), Some(code), "{:?}", payload.map(|b| String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned()));
+        assert_eq!(outputs[0].payload.as_deref(), payload, "original bytes kept");
+    }
+}
+
+proptest! {
+    /// Any bytes at all: no panic, and either the record's normal outputs or exactly one dead letter
+    /// carrying the original bytes.
+    #[test]
+    fn random_bytes_give_outputs_or_one_dead_letter(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let outputs = pipeline().process(&record(Some(&bytes)), 0);
+        prop_assert!(!outputs.is_empty());
+        if outputs.iter().any(|o| o.topic == "audit.dlq") {
+            prop_assert_eq!(outputs.len(), 1);
+            prop_assert_eq!(outputs[0].payload.as_deref(), Some(bytes.as_slice()));
+        }
+    }
+
+    /// Mutations of a valid event (a byte changed, inserted or cut): same rule.
+    #[test]
+    fn mutated_events_give_outputs_or_one_dead_letter(at in 0usize..ALLOWED.len(), byte in any::<u8>(), kind in 0u8..3) {
+        let mut bytes = ALLOWED.to_vec();
+        match kind {
+            0 => bytes[at] = byte,
+            1 => bytes.insert(at, byte),
+            _ => bytes.truncate(at),
+        }
+        let outputs = pipeline().process(&record(Some(&bytes)), 0);
+        prop_assert!(!outputs.is_empty());
+        let dead = outputs.iter().filter(|o| o.topic == "audit.dlq").count();
+        prop_assert!(dead == 0 || outputs.len() == 1);
+    }
+}

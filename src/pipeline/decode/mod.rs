@@ -63,6 +63,12 @@ pub fn detect(payload: Option<&[u8]>, limits: DecodeLimits) -> Result<WireFormat
         let schema_id = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         return Ok(WireFormat::ConfluentAvro { schema_id });
     }
+    if bytes[0] < 0x20 && !bytes[0].is_ascii_whitespace() || bytes[0] >= 0x80 {
+        return Err(Reject::new(
+            RejectCode::UnknownFormat,
+            format!("first byte 0x{:02x} is neither json nor the confluent magic byte 0", bytes[0]),
+        ));
+    }
     Ok(WireFormat::Json)
 }
 
@@ -83,5 +89,7 @@ mod tests {
             WireFormat::ConfluentAvro { schema_id: 258 }
         );
         assert_eq!(detect(Some(b"{}"), LIMITS).unwrap(), WireFormat::Json);
+        assert_eq!(detect(Some(&[1, 0, 0, 0, 1, 2]), LIMITS).unwrap_err().code, RejectCode::UnknownFormat);
+        assert_eq!(detect(Some(&[0xef, 0xbb, 0xbf, b'{', b'}']), LIMITS).unwrap_err().code, RejectCode::UnknownFormat);
     }
 }
