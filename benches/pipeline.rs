@@ -19,7 +19,37 @@ fn decode_validate(c: &mut Criterion) {
             validate::validate(raw, &settings).unwrap()
         })
     });
+    let mut schemas = auditflow::pipeline::decode::avro::AvroSchemas::new();
+    schemas.insert(1, auditflow::schemas::AUDIT_EVENT);
+    let datum = avro_datum();
+    group.bench_function("avro", |b| {
+        b.iter(|| {
+            let raw = schemas.decode(1, black_box(&datum)).unwrap();
+            validate::validate(raw, &settings).unwrap()
+        })
+    });
     group.finish();
+}
+
+/// The same event as `EVENT`, as an Avro datum of `schemas/audit_event.avsc` (extras in the map).
+fn avro_datum() -> Vec<u8> {
+    use apache_avro::types::Value as Avro;
+    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(EVENT).unwrap();
+    let schema = apache_avro::Schema::parse_str(auditflow::schemas::AUDIT_EVENT).unwrap();
+    let mut fields = Vec::new();
+    let mut extra = std::collections::HashMap::new();
+    for (key, value) in json {
+        let text = value.as_str().unwrap().to_owned();
+        match key.as_str() {
+            "reason" => fields.push((key, Avro::Union(1, Box::new(Avro::String(text))))),
+            "request_id" | "namespace" => {
+                extra.insert(key, Avro::Union(4, Box::new(Avro::String(text))));
+            }
+            _ => fields.push((key, Avro::String(text))),
+        }
+    }
+    fields.push(("extra".into(), Avro::Map(extra)));
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap().write_value_to_vec(Avro::Record(fields)).unwrap()
 }
 
 fn whole_pipeline(c: &mut Criterion) {

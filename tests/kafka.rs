@@ -154,6 +154,7 @@ async fn missing_topics_are_named() {
 /// back by id as the same schema; an unknown id is a permanent "not found".
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_event_schema_round_trips_through_the_registry() {
+    let _guard = REGISTRY_LOCK.read().await;
     let registry = Registry::from_config(&RegistryConfig { url: Some(registry_url()), ..RegistryConfig::default() })
         .unwrap()
         .unwrap();

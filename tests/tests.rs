@@ -5,6 +5,7 @@
 //! - `kafka`: the real local broker and registry started by `scripts/stack up`
 //!   (addresses from `AUDITFLOW_TEST_BOOTSTRAP` and `AUDITFLOW_TEST_REGISTRY`, loopback defaults).
 
+mod avro;
 mod golden;
 mod kafka;
 mod replay;

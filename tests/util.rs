@@ -205,8 +205,14 @@ impl Drop for Auditflow {
 
 /// Writes a config file for a test: the given topics and group, fast commits, golden product.
 pub fn write_config(dir: &Path, group: &str, input: &str, alerts: &str, dlq: &str, siem_prefix: &str) -> PathBuf {
+    write_config_with(dir, group, input, alerts, dlq, siem_prefix, "")
+}
+
+/// [`write_config`] plus extra TOML sections (e.g. `[registry]`).
+pub fn write_config_with(dir: &Path, group: &str, input: &str, alerts: &str, dlq: &str, siem_prefix: &str, more: &str) -> PathBuf {
     let text = format!(
-        r#"[kafka]
+        r#"{more}
+[kafka]
 bootstrap_servers = "{bootstrap}"
 group_id = "{group}"
 [topics]
@@ -223,4 +229,52 @@ commit_interval_ms = 100
     let path = dir.join("auditflow.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Tests that use the registry hold this for reading; the outage test, which stops and restarts
+/// the registry, holds it for writing, so no other registry test runs meanwhile.
+pub static REGISTRY_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A value in the Confluent wire format: magic byte 0, big-endian schema id, the datum.
+pub fn confluent(schema_id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// Runs `scripts/stack ARGS` and fails the test if it fails.
+pub fn stack(args: &[&str]) {
+    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack")).args(args).status().expect("scripts/stack");
+    assert!(status.success(), "scripts/stack {args:?} failed");
+}
+
+/// Waits until `path` contains `needle`, or fails after `timeout`.
+pub fn await_log(path: &Path, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "log {} never said {needle:?}:\n{text}", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Committed offsets of `group` on `topic`, by partition (-1 when none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .create()
+        .expect("offset reader");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| (p, match got.find_partition(topic, p).map(|e| e.offset()) { Some(Offset::Offset(o)) => o, _ => -1 }))
+        .collect()
 }

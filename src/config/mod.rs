@@ -339,6 +339,7 @@ impl Config {
             },
             severity: SeverityLadder { allowed: self.severity.allowed, denied: self.severity.denied },
             encoders,
+            avro_enabled: self.registry.url.is_some(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! whose outputs are not all acknowledged (at-least-once). A failed delivery is sent again; it is
 //! never dropped.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::offsets::{OffsetTracker, TopicPartition};
+use super::registry::{Registry, RegistryError};
 use super::{consumer_config, producer_config};
 use crate::config::Config;
 use crate::model::{Output, SourceRecord};
@@ -46,6 +48,9 @@ pub enum RunError {
         /// The missing topic names.
         missing: Vec<String>,
     },
+    /// The registry settings are unusable.
+    #[error("{0}")]
+    Registry(RegistryError),
     /// A Kafka client could not be created or failed for good.
     #[error("kafka client error ({context}): {source}")]
     Kafka {
@@ -106,9 +111,34 @@ struct Tag {
 
 type Delivered = (Tag, Result<(), (KafkaError, OwnedMessage)>);
 
+/// Backoff of registry retries: from `REGISTRY_BACKOFF_MIN`, doubling up to `REGISTRY_BACKOFF_MAX`.
+const REGISTRY_BACKOFF_MIN: Duration = Duration::from_millis(200);
+const REGISTRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The loop is waiting for the registry to answer for a schema id.
+struct Blocked {
+    schema_id: u32,
+    backoff: Duration,
+    retry_at: tokio::time::Instant,
+}
+
+/// The state of one `run`: the core, the clients and what is in flight.
+struct Runner {
+    pipeline: Pipeline,
+    registry: Option<Registry>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    consumer: Arc<StreamConsumer<RunContext>>,
+    producer: FutureProducer,
+    in_flight: FuturesUnordered<BoxFuture<'static, Delivered>>,
+    /// Records received but not yet processed, in order: filled while the registry is down.
+    backlog: VecDeque<SourceRecord>,
+    blocked: Option<Blocked>,
+    dead_letter: String,
+    max_in_flight: usize,
+}
+
 /// Runs until `shutdown` resolves, then drains in-flight outputs, commits, and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let mut pipeline = Pipeline::new(config.pipeline_settings());
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let consumer: Arc<StreamConsumer<RunContext>> = Arc::new(
         consumer_config(&config.kafka)
@@ -118,92 +148,222 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let producer: FutureProducer = producer_config(&config.kafka)
         .create()
         .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
+    let registry = Registry::from_config(&config.registry).map_err(RunError::Registry)?;
+    let mut runner = Runner {
+        pipeline: Pipeline::new(config.pipeline_settings()),
+        registry,
+        tracker,
+        consumer,
+        producer,
+        in_flight: FuturesUnordered::new(),
+        backlog: VecDeque::new(),
+        blocked: None,
+        dead_letter: config.topics.dead_letter.clone(),
+        max_in_flight: config.delivery.max_in_flight,
+    };
 
     let mut wanted: Vec<String> = config.topics.input.clone();
-    wanted.extend(pipeline.output_topics());
-    check_cluster(&producer, &config.kafka.bootstrap_servers, &wanted).await?;
+    wanted.extend(runner.pipeline.output_topics());
+    check_cluster(&runner.producer, &config.kafka.bootstrap_servers, &wanted).await?;
     let inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
-    consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
+    runner.consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
     info!(message = "Consuming.", topics = ?inputs, group = %config.kafka.group_id);
 
-    let dead_letter = config.topics.dead_letter.clone();
-    let max_in_flight = config.delivery.max_in_flight;
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, Delivered>> = FuturesUnordered::new();
     let mut commit_tick = tokio::time::interval(Duration::from_millis(config.delivery.commit_interval_ms.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
-
     loop {
-        let can_take = tracker.lock().expect("tracker lock").in_flight() < max_in_flight;
+        runner.drain_backlog().await?;
+        let can_take = runner.blocked.is_some() || (runner.backlog.is_empty() && runner.has_room());
+        let retry_at = runner.blocked.as_ref().map(|b| b.retry_at);
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(delivered) = in_flight.next(), if !in_flight.is_empty() => {
-                on_delivered(delivered, &tracker, &producer, &in_flight)?;
+            Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => runner.on_delivered(delivered)?,
+            _ = commit_tick.tick() => runner.commit(),
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                runner.retry_registry().await;
             }
-            _ = commit_tick.tick() => commit(&consumer, &tracker),
-            received = consumer.recv(), if can_take => {
-                let message = match received {
-                    Ok(message) => message,
-                    Err(error) => {
-                        warn!(message = "Consumer error.", %error);
-                        metrics::counter!("auditflow_consumer_errors_total").increment(1);
-                        continue;
-                    }
-                };
-                let record = source_record(&message);
-                drop(message);
-                metrics::counter!("auditflow_records_received_total", "topic" => record.topic.clone()).increment(1);
-                let outputs = pipeline.process(&record, chrono::Utc::now().timestamp_millis());
-                let tp = (record.topic.clone(), record.partition);
-                tracker.lock().expect("tracker lock").begin(&tp, record.offset, outputs.len() as u32);
-                for output in &outputs {
-                    if output.topic == dead_letter {
-                        let code = dlq_code(output);
-                        warn!(message = "Record dead-lettered.", topic = %record.topic, partition = record.partition, offset = record.offset, code = %code);
-                        metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
-                    }
-                    let future = loop {
-                        match send(&producer, output) {
-                            Ok(future) => break future,
-                            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                                // The producer queue is the bound: wait for a delivery, then retry.
-                                match in_flight.next().await {
-                                    Some(delivered) => on_delivered(delivered, &tracker, &producer, &in_flight)?,
-                                    None => tokio::time::sleep(Duration::from_millis(10)).await,
-                                }
-                            }
-                            Err(source) => return Err(RunError::Kafka { context: "producing", source }),
-                        }
-                    };
-                    let tag = Tag { tp: tp.clone(), offset: record.offset, topic: Arc::from(output.topic.as_str()) };
-                    in_flight.push(Box::pin(await_delivery(tag, future)));
+            received = runner.consumer.recv(), if can_take => match received {
+                Ok(message) => {
+                    let record = source_record(&message);
+                    metrics::counter!("auditflow_records_received_total", "topic" => record.topic.clone()).increment(1);
+                    runner.backlog.push_back(record);
                 }
+                Err(error) => {
+                    warn!(message = "Consumer error.", %error);
+                    metrics::counter!("auditflow_consumer_errors_total").increment(1);
+                }
+            },
+        }
+    }
+    runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms)).await
+}
+
+impl Runner {
+    fn has_room(&self) -> bool {
+        self.tracker.lock().expect("tracker lock").in_flight() < self.max_in_flight
+    }
+
+    /// Processes backlog records in order until it is empty, the in-flight bound is reached, or
+    /// a record needs a schema the registry cannot give now.
+    async fn drain_backlog(&mut self) -> Result<(), RunError> {
+        while self.blocked.is_none() && self.has_room() {
+            let Some(record) = self.backlog.pop_front() else { break };
+            if let Some(schema_id) = self.pipeline.schema_needed(&record) {
+                if !self.load_schema(schema_id).await {
+                    self.backlog.push_front(record);
+                    self.block(schema_id);
+                    break;
+                }
+            }
+            self.process(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the registry once for `schema_id`; caches a schema or a permanent "not found".
+    /// Returns false when the registry is unavailable (transient).
+    async fn load_schema(&mut self, schema_id: u32) -> bool {
+        let Some(registry) = self.registry.as_ref() else { return true };
+        match registry.fetch(schema_id).await {
+            Ok(text) => {
+                self.pipeline.schemas_mut().insert(schema_id, &text);
+                info!(message = "Loaded writer schema.", schema_id);
+                true
+            }
+            Err(RegistryError::NotFound(_)) => {
+                self.pipeline.schemas_mut().insert_unknown(schema_id);
+                true
+            }
+            Err(error) => {
+                warn!(message = "Schema registry unavailable; pausing consumption and retrying.", schema_id, %error);
+                metrics::counter!("auditflow_registry_errors_total").increment(1);
+                false
             }
         }
     }
 
-    info!(message = "Shutting down: draining in-flight outputs.", in_flight = in_flight.len());
-    let drain = async {
-        while let Some(delivered) = in_flight.next().await {
-            on_delivered(delivered, &tracker, &producer, &in_flight)?;
+    /// Pauses every assigned partition until the registry answers for `schema_id`.
+    fn block(&mut self, schema_id: u32) {
+        if let Ok(assignment) = self.consumer.assignment() {
+            if let Err(error) = self.consumer.pause(&assignment) {
+                warn!(message = "Pausing partitions failed.", %error);
+            }
         }
-        Ok::<(), RunError>(())
-    };
-    match tokio::time::timeout(Duration::from_millis(config.delivery.shutdown_timeout_ms), drain).await {
-        Ok(result) => result?,
-        Err(_) => warn!(message = "Shutdown deadline reached with outputs in flight; they are re-read on restart."),
+        metrics::gauge!("auditflow_consumer_paused").set(1.0);
+        self.blocked = Some(Blocked {
+            schema_id,
+            backoff: REGISTRY_BACKOFF_MIN,
+            retry_at: tokio::time::Instant::now() + REGISTRY_BACKOFF_MIN,
+        });
     }
-    let last = tracker.lock().expect("tracker lock").all_commits();
-    let closing = consumer.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        commit_list(&closing, &last, CommitMode::Sync);
-        closing.unsubscribe();
-    })
-    .await;
-    let flushing = producer.clone();
-    let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
-    info!(message = "Stopped.");
-    Ok(())
+
+    async fn retry_registry(&mut self) {
+        let Some(blocked) = self.blocked.take() else { return };
+        if self.load_schema(blocked.schema_id).await {
+            info!(message = "Schema registry is back; resuming.", schema_id = blocked.schema_id);
+            if let Ok(assignment) = self.consumer.assignment() {
+                if let Err(error) = self.consumer.resume(&assignment) {
+                    warn!(message = "Resuming partitions failed.", %error);
+                }
+            }
+            metrics::gauge!("auditflow_consumer_paused").set(0.0);
+        } else {
+            let backoff = (blocked.backoff * 2).min(REGISTRY_BACKOFF_MAX);
+            self.blocked = Some(Blocked { backoff, retry_at: tokio::time::Instant::now() + backoff, ..blocked });
+        }
+    }
+
+    /// Runs the core on one record and sends every output.
+    async fn process(&mut self, record: SourceRecord) -> Result<(), RunError> {
+        let outputs = self.pipeline.process(&record, chrono::Utc::now().timestamp_millis());
+        let tp = (record.topic.clone(), record.partition);
+        self.tracker.lock().expect("tracker lock").begin(&tp, record.offset, outputs.len() as u32);
+        for output in &outputs {
+            if output.topic == self.dead_letter {
+                let code = dlq_code(output);
+                warn!(message = "Record dead-lettered.", topic = %record.topic, partition = record.partition, offset = record.offset, code = %code);
+                metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
+            }
+            let future = loop {
+                match send(&self.producer, output) {
+                    Ok(future) => break future,
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        // The producer queue is the bound: wait for a delivery, then retry.
+                        match self.in_flight.next().await {
+                            Some(delivered) => self.on_delivered(delivered)?,
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err(source) => return Err(RunError::Kafka { context: "producing", source }),
+                }
+            };
+            let tag = Tag { tp: tp.clone(), offset: record.offset, topic: Arc::from(output.topic.as_str()) };
+            self.in_flight.push(Box::pin(await_delivery(tag, future)));
+        }
+        Ok(())
+    }
+
+    /// Marks an acknowledged output, or sends a failed one again after a pause.
+    fn on_delivered(&mut self, (tag, result): Delivered) -> Result<(), RunError> {
+        match result {
+            Ok(()) => {
+                metrics::counter!("auditflow_records_produced_total", "topic" => tag.topic.to_string()).increment(1);
+                self.tracker.lock().expect("tracker lock").ack(&tag.tp, tag.offset);
+            }
+            Err((error, message)) => {
+                if let Some((code, reason)) = self.producer.client().fatal_error() {
+                    error!(message = "Producer fatal error.", %reason);
+                    return Err(RunError::Kafka { context: "producer fatal error", source: KafkaError::MessageProduction(code) });
+                }
+                warn!(message = "Delivery failed; sending again.", topic = %tag.topic, %error);
+                metrics::counter!("auditflow_delivery_retries_total", "topic" => tag.topic.to_string()).increment(1);
+                let producer = self.producer.clone();
+                self.in_flight.push(Box::pin(async move {
+                    tokio::time::sleep(RESEND_BACKOFF).await;
+                    loop {
+                        match resend(&producer, &message) {
+                            Ok(future) => return await_delivery(tag, future).await,
+                            Err(_) => tokio::time::sleep(RESEND_BACKOFF).await,
+                        }
+                    }
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the offsets that moved since the last commit, without blocking (on the timer).
+    fn commit(&self) {
+        let commits = self.tracker.lock().expect("tracker lock").take_commits();
+        commit_list(&self.consumer, &commits, CommitMode::Async);
+    }
+
+    /// Stops consuming, waits for in-flight outputs up to `deadline`, commits, and closes.
+    async fn shutdown(mut self, deadline: Duration) -> Result<(), RunError> {
+        info!(message = "Shutting down: draining in-flight outputs.", in_flight = self.in_flight.len(), backlog = self.backlog.len());
+        let drain = async {
+            while let Some(delivered) = self.in_flight.next().await {
+                self.on_delivered(delivered)?;
+            }
+            Ok::<(), RunError>(())
+        };
+        match tokio::time::timeout(deadline, drain).await {
+            Ok(result) => result?,
+            Err(_) => warn!(message = "Shutdown deadline reached with outputs in flight; they are re-read on restart."),
+        }
+        let last = self.tracker.lock().expect("tracker lock").all_commits();
+        let consumer = self.consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            commit_list(&consumer, &last, CommitMode::Sync);
+            consumer.unsubscribe();
+        })
+        .await;
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        info!(message = "Stopped.");
+        Ok(())
+    }
 }
 
 /// Fetches cluster metadata (off the runtime threads) and checks that every topic exists.
@@ -280,40 +440,6 @@ async fn await_delivery(tag: Tag, future: DeliveryFuture) -> Delivered {
     (tag, result)
 }
 
-/// Marks an acknowledged output, or sends a failed one again after a pause.
-fn on_delivered(
-    (tag, result): Delivered,
-    tracker: &Mutex<OffsetTracker>,
-    producer: &FutureProducer,
-    in_flight: &FuturesUnordered<BoxFuture<'static, Delivered>>,
-) -> Result<(), RunError> {
-    match result {
-        Ok(()) => {
-            metrics::counter!("auditflow_records_produced_total", "topic" => tag.topic.to_string()).increment(1);
-            tracker.lock().expect("tracker lock").ack(&tag.tp, tag.offset);
-        }
-        Err((error, message)) => {
-            if let Some((code, reason)) = producer.client().fatal_error() {
-                return Err(RunError::Kafka { context: "producer fatal error", source: KafkaError::MessageProduction(code) })
-                    .inspect_err(|_| error!(message = "Producer fatal error.", %reason));
-            }
-            warn!(message = "Delivery failed; sending again.", topic = %tag.topic, %error);
-            metrics::counter!("auditflow_delivery_retries_total", "topic" => tag.topic.to_string()).increment(1);
-            let producer = producer.clone();
-            in_flight.push(Box::pin(async move {
-                tokio::time::sleep(RESEND_BACKOFF).await;
-                loop {
-                    match resend(&producer, &message) {
-                        Ok(future) => return await_delivery(tag, future).await,
-                        Err(_) => tokio::time::sleep(RESEND_BACKOFF).await,
-                    }
-                }
-            }));
-        }
-    }
-    Ok(())
-}
-
 fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<DeliveryFuture, KafkaError> {
     let output = Output {
         topic: message.topic().to_owned(),
@@ -326,12 +452,6 @@ fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<DeliveryF
         timestamp_ms: message.timestamp().to_millis(),
     };
     send(producer, &output)
-}
-
-/// Commits the offsets that moved since the last commit, without blocking (on the timer).
-fn commit(consumer: &StreamConsumer<RunContext>, tracker: &Mutex<OffsetTracker>) {
-    let commits = tracker.lock().expect("tracker lock").take_commits();
-    commit_list(consumer, &commits, CommitMode::Async);
 }
 
 /// Commits the given offsets; `CommitMode::Sync` blocks, so call it off the runtime threads.

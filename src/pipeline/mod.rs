@@ -17,6 +17,7 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 
 use crate::model::{Output, Outputs, SourceRecord};
 use crate::siem::Encoder;
+use decode::avro::AvroSchemas;
 use decode::{DecodeLimits, WireFormat};
 use enrich::SeverityLadder;
 use reject::{Reject, RejectCode};
@@ -67,12 +68,16 @@ pub struct PipelineSettings {
     pub severity: SeverityLadder,
     /// The enabled SIEM encoders; each writes to `topics.siem_prefix + name()`.
     pub encoders: Vec<Box<dyn Encoder>>,
+    /// Accept Confluent-framed Avro (a registry is configured); otherwise such records are
+    /// dead-lettered as `decode.unknown_format`.
+    pub avro_enabled: bool,
 }
 
 /// The core pipeline. See the module docs for the data flow.
 pub struct Pipeline {
     settings: PipelineSettings,
     siem_topics: Vec<String>,
+    schemas: AvroSchemas,
 }
 
 impl Pipeline {
@@ -80,7 +85,24 @@ impl Pipeline {
     pub fn new(settings: PipelineSettings) -> Self {
         let siem_topics =
             settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
-        Pipeline { settings, siem_topics }
+        Pipeline { settings, siem_topics, schemas: AvroSchemas::new() }
+    }
+
+    /// The schema id this record needs and the cache lacks, if any. The shell fetches it from
+    /// the registry and hands it over with [`Pipeline::schemas_mut`] before calling `process`.
+    pub fn schema_needed(&self, record: &SourceRecord) -> Option<u32> {
+        if !self.settings.avro_enabled {
+            return None;
+        }
+        match decode::detect(record.payload.as_deref(), self.settings.limits) {
+            Ok(WireFormat::ConfluentAvro { schema_id }) if !self.schemas.contains(schema_id) => Some(schema_id),
+            _ => None,
+        }
+    }
+
+    /// The writer-schema cache, to fill with the registry's answers.
+    pub fn schemas_mut(&mut self) -> &mut AvroSchemas {
+        &mut self.schemas
     }
 
     /// Every topic this pipeline may write to, for start-up checks.
@@ -103,10 +125,13 @@ impl Pipeline {
         let payload = record.payload.as_deref();
         let raw = match decode::detect(payload, self.settings.limits)? {
             WireFormat::Json => decode::json::decode(payload.unwrap_or_default())?,
+            WireFormat::ConfluentAvro { schema_id } if self.settings.avro_enabled => {
+                self.schemas.decode(schema_id, &payload.unwrap_or_default()[5..])?
+            }
             WireFormat::ConfluentAvro { schema_id } => {
                 return Err(Reject::new(
                     RejectCode::UnknownFormat,
-                    format!("confluent avro record (schema id {schema_id}) but avro input is not enabled"),
+                    format!("confluent avro record (schema id {schema_id}) but no schema registry is configured (registry.url)"),
                 ))
             }
         };

@@ -3,6 +3,7 @@
 //! A value that starts with the Confluent magic byte `0` is Avro in the Confluent wire format;
 //! anything else is read as JSON. Decoding only checks shape; field rules live in `validate`.
 
+pub mod avro;
 pub mod json;
 
 use serde_json::{Map, Value};
