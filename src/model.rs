@@ -2,6 +2,8 @@
 //! event ([`AuditEvent`]), the enriched view every encoder reads ([`EnrichedEvent`]) and what goes
 //! out ([`Output`]). Plain data: no I/O, no Kafka types.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 /// One record as read from an input topic (or a replay file), before any decoding.
@@ -88,6 +90,22 @@ pub struct EnrichedEvent {
     pub severity: u8,
     /// Where the event came from.
     pub provenance: Provenance,
+    /// The policy's entry in the policy catalog; `None` when the policy is not in the catalog
+    /// (the event passes through, flagged as an unknown policy).
+    pub policy_meta: Option<Arc<PolicyMeta>>,
+}
+
+/// What the policy catalog says about one policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyMeta {
+    /// Team or person that owns the policy.
+    pub owner: Option<String>,
+    /// What the policy enforces.
+    pub description: Option<String>,
+    /// Severity (0–10) that replaces the ladder's value for this policy's denials.
+    pub severity: Option<u8>,
+    /// Compliance control ids the policy implements, e.g. `SOC2:CC6.1`, `PCI-DSS:7.2.1`, `ISO27001:A.8.2`.
+    pub compliance: Vec<String>,
 }
 
 /// The three parts of a `provider:region:cluster` target.

@@ -58,6 +58,7 @@ pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: 
             offset: source.offset,
             ingest_ms,
         },
+        policy_meta: None,
         event,
     }
 }
