@@ -13,6 +13,11 @@ fn decode_validate(c: &mut Criterion) {
     let settings = validate::ValidateSettings::default();
     let mut group = c.benchmark_group("decode_validate");
     group.throughput(Throughput::Elements(1));
+    // Baseline measured in the same run: serde_json parsing the event into a generic value tree.
+    // Report the stages as ratios to it; absolute times on shared machines are noisy.
+    group.bench_function("baseline_serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(EVENT)).unwrap())
+    });
     group.bench_function("json", |b| {
         b.iter(|| {
             let raw = decode::json::decode(black_box(EVENT)).unwrap();

@@ -6,10 +6,8 @@
 //! Fields beyond the canonical ones pass through, in order.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
-
 use crate::model::{AuditEvent, Decision};
-use crate::pipeline::decode::RawEvent;
+use crate::pipeline::decode::{FieldValue, RawEvent, CANONICAL};
 use crate::pipeline::reject::{Reject, RejectCode};
 
 /// Field rules, built once from configuration.
@@ -36,26 +34,13 @@ impl Default for ValidateSettings {
     }
 }
 
-/// The canonical fields, in schema order; each is a required string.
-const REQUIRED: [&str; 9] = ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result"];
-
 /// Checks every rule and builds the typed event.
 pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent, Reject> {
-    let mut slots: [Option<Value>; 9] = Default::default();
-    let mut reason = None;
-    let mut extra = Map::new();
-    for (key, value) in raw.fields {
-        match REQUIRED.iter().position(|name| *name == key) {
-            Some(index) => slots[index] = Some(value),
-            None if key == "reason" => reason = Some(value),
-            None => {
-                extra.insert(key, value);
-            }
-        }
-    }
+    let RawEvent { canonical, extra } = raw;
+    let [ts, actor, action, artifact, policy, target, mode, trace, result, reason] = canonical;
     let mut fields: [String; 9] = Default::default();
-    for (index, slot) in slots.into_iter().enumerate() {
-        let name = REQUIRED[index];
+    for (index, slot) in [ts, actor, action, artifact, policy, target, mode, trace, result].into_iter().enumerate() {
+        let name = CANONICAL[index];
         let text = required_string(name, slot)?;
         let bound = if name == "trace" { settings.max_trace_bytes } else { settings.max_field_bytes };
         check_length(name, &text, bound)?;
@@ -68,16 +53,16 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
         fields[index] = text;
     }
     let reason = match reason {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => {
+        None | Some(FieldValue::Null) => None,
+        Some(FieldValue::Text(text)) => {
             check_length("reason", &text, settings.max_field_bytes)?;
             Some(text)
         }
-        Some(other) => return Err(wrong_type("reason", "a string or null", &other)),
+        Some(FieldValue::Other(kind)) => return Err(wrong_type("reason", "a string or null", kind)),
     };
     let [ts_raw, actor, action, artifact, policy, target, mode, trace, result] = fields;
 
-    let (ts, ts_ms) = normalise_ts(&ts_raw)?;
+    let (ts, ts_ms) = normalise_ts(ts_raw)?;
     match actor.split_once(':') {
         Some((kind, id)) if !kind.is_empty() && !id.is_empty() => {}
         _ => {
@@ -111,8 +96,12 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
 }
 
 /// Parses RFC 3339 with an explicit offset; returns the UTC form with milliseconds and epoch ms.
-pub fn normalise_ts(text: &str) -> Result<(String, i64), Reject> {
-    let parsed = DateTime::parse_from_rfc3339(text).map_err(|error| {
+/// A value already in that form (`2026-04-18T14:22:07.441Z`, the common case) is kept as it is.
+pub fn normalise_ts(text: String) -> Result<(String, i64), Reject> {
+    if let Some(ms) = canonical_utc_millis(text.as_bytes()) {
+        return Ok((text, ms));
+    }
+    let parsed = DateTime::parse_from_rfc3339(&text).map_err(|error| {
         Reject::new(
             RejectCode::BadTimestamp,
             format!("field `ts` must be rfc 3339 with an explicit offset (e.g. 2026-04-18T14:22:07.441Z), got {text:?}: {error}"),
@@ -122,13 +111,46 @@ pub fn normalise_ts(text: &str) -> Result<(String, i64), Reject> {
     Ok((utc.to_rfc3339_opts(SecondsFormat::Millis, true), utc.timestamp_millis()))
 }
 
-fn required_string(name: &str, slot: Option<Value>) -> Result<String, Reject> {
+/// Epoch ms of a timestamp written exactly as `YYYY-MM-DDTHH:MM:SS.mmmZ`, with every field in
+/// range; `None` for anything else (which then goes through the full RFC 3339 parser).
+fn canonical_utc_millis(b: &[u8]) -> Option<i64> {
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        b[range].iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, milli) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + milli)
+}
+
+fn required_string(name: &str, slot: Option<FieldValue>) -> Result<String, Reject> {
     match slot {
-        Some(Value::String(text)) => Ok(text),
-        None | Some(Value::Null) => {
+        Some(FieldValue::Text(text)) => Ok(text),
+        None | Some(FieldValue::Null) => {
             Err(Reject::new(RejectCode::MissingField, format!("missing required field `{name}`")))
         }
-        Some(other) => Err(wrong_type(name, "a string", &other)),
+        Some(FieldValue::Other(kind)) => Err(wrong_type(name, "a string", kind)),
     }
 }
 
@@ -142,21 +164,14 @@ fn check_length(name: &str, text: &str, bound: usize) -> Result<(), Reject> {
     Ok(())
 }
 
-fn wrong_type(name: &str, expected: &str, found: &Value) -> Reject {
-    let kind = match found {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
+fn wrong_type(name: &str, expected: &str, kind: &str) -> Reject {
     Reject::new(RejectCode::WrongType, format!("field `{name}` must be {expected}, found {kind}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Map, Value};
     use crate::pipeline::decode::json;
 
     const SEED_B: &str = r#"{"ts":"2026-04-18T14:28:33.911Z","actor":"service:fraud-detector","action":"execute","artifact":"customer-lookup@v2.8.0","policy":"pii-access-restrict-v2","target":"aws:us-east-1:cluster-prod-02","mode":"adaptive","trace":"tr-8f2c7a91-2b14-4e8e","result":"denied","reason":"declared-purpose violation: pii_export not authorized"}"#;
@@ -218,6 +233,31 @@ mod tests {
             let reject = check(&with(field, value.clone())).unwrap_err();
             assert_eq!(reject.code, code, "{field} = {value}: {}", reject.message);
             assert!(reject.message.contains(field), "message names the field: {}", reject.message);
+        }
+    }
+
+    #[test]
+    fn fast_timestamp_path_agrees_with_the_full_parser() {
+        for text in [
+            "1970-01-01T00:00:00.000Z", "2000-02-29T23:59:59.999Z", "2026-04-18T14:22:07.441Z",
+            "2100-12-31T00:00:00.001Z", "1969-12-31T23:59:59.999Z", "2024-02-29T12:00:00.500Z",
+        ] {
+            let full = DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis();
+            assert_eq!(canonical_utc_millis(text.as_bytes()), Some(full), "{text}");
+        }
+        for text in ["2023-02-29T00:00:00.000Z", "2026-13-01T00:00:00.000Z", "2026-04-18T24:00:00.000Z", "2026-04-18T14:22:07.441+00:00", "2026-04-18 14:22:07.441Z"] {
+            assert_eq!(canonical_utc_millis(text.as_bytes()), None, "{text}");
+        }
+        assert_eq!(normalise_ts("2023-02-29T00:00:00.000Z".into()).unwrap_err().code, RejectCode::BadTimestamp);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_matches_chrono_on_random_instants(ms in -30_000_000_000_000i64..30_000_000_000_000i64) {
+            let text = chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
+            if text.len() == 24 {
+                proptest::prop_assert_eq!(canonical_utc_millis(text.as_bytes()), Some(ms));
+            }
         }
     }
 

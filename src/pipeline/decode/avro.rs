@@ -14,9 +14,9 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value as Avro;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
-use super::RawEvent;
+use super::{FieldValue, RawEvent};
 use crate::pipeline::reject::{Reject, RejectCode};
 use crate::schemas;
 
@@ -140,26 +140,45 @@ impl AvroSchemas {
                 ));
             }
         }
-        let mut out = Map::with_capacity(fields.len() + 4);
-        let mut extras = Map::new();
+        let mut raw = RawEvent::default();
+        let mut map_extras = Vec::new();
         for (name, value) in fields {
-            if name == EXTRA_FIELD {
+            if let Some(index) = RawEvent::slot(&name) {
+                raw.canonical[index] = Some(field_value(value));
+            } else if name == EXTRA_FIELD {
                 if let Avro::Map(entries) = strip_union(value) {
-                    let mut entries: Vec<_> = entries.into_iter().collect();
-                    // Avro maps are unordered; sort so the output is deterministic.
-                    entries.sort_by(|a, b| a.0.cmp(&b.0));
-                    for (key, value) in entries {
-                        extras.insert(key, to_json(value));
-                    }
+                    map_extras.extend(entries);
                 }
-                continue;
+            } else {
+                raw.extra.insert(name, to_json(value));
             }
-            out.insert(name, to_json(value));
         }
-        for (key, value) in extras {
-            out.entry(key).or_insert(value);
+        // Avro maps are unordered; sort so the output is deterministic. Writer fields win over
+        // map entries of the same name.
+        map_extras.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, value) in map_extras {
+            if RawEvent::slot(&key).is_none() && !raw.extra.contains_key(&key) {
+                raw.extra.insert(key, to_json(value));
+            }
         }
-        Ok(RawEvent { fields: out })
+        Ok(raw)
+    }
+}
+
+/// A canonical field's Avro value, typed for validation (`string` promoted from `bytes` when UTF-8).
+fn field_value(value: Avro) -> FieldValue {
+    match strip_union(value) {
+        Avro::String(text) => FieldValue::Text(text),
+        Avro::Bytes(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => FieldValue::Text(text),
+            Err(_) => FieldValue::Other("non-utf-8 bytes"),
+        },
+        Avro::Null => FieldValue::Null,
+        Avro::Boolean(_) => FieldValue::Other("a boolean"),
+        Avro::Int(_) | Avro::Long(_) | Avro::Float(_) | Avro::Double(_) => FieldValue::Other("a number"),
+        Avro::Array(_) => FieldValue::Other("an array"),
+        Avro::Map(_) | Avro::Record(_) => FieldValue::Other("an object"),
+        _ => FieldValue::Other("a non-string avro value"),
     }
 }
 
@@ -252,10 +271,10 @@ mod tests {
         let mut schemas = AvroSchemas::new();
         schemas.insert(7, V2);
         let raw = schemas.decode(7, &v2_datum(Some("eu"))).unwrap();
-        assert_eq!(raw.fields["trace"], "tr-1");
-        assert_eq!(raw.fields["result"], "allowed");
-        assert_eq!(raw.fields["region_hint"], "eu");
-        assert!(!raw.fields.contains_key("reason"));
+        assert_eq!(raw.text("trace"), Some("tr-1"));
+        assert_eq!(raw.text("result"), Some("allowed"));
+        assert_eq!(raw.extra["region_hint"], "eu");
+        assert_eq!(raw.canonical[9], None, "no reason in the writer schema");
     }
 
     #[test]
@@ -324,8 +343,10 @@ mod tests {
         fields.push(("extra".into(), Avro::Map(extra)));
         let datum = to_avro_datum(&schema, Avro::Record(fields)).unwrap();
         let raw = schemas.decode(1, &datum).unwrap();
-        let keys: Vec<&str> = raw.fields.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result", "reason", "cost", "zone"]);
-        assert_eq!(raw.fields["cost"], 3);
+        let keys: Vec<&str> = raw.extra.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["cost", "zone"]);
+        assert_eq!(raw.extra["cost"], 3);
+        assert_eq!(raw.text("reason"), Some("why"));
+        assert_eq!(raw.text("mode"), Some("mode-v"));
     }
 }

@@ -10,11 +10,43 @@ use serde_json::{Map, Value};
 
 use crate::pipeline::reject::{Reject, RejectCode};
 
-/// A decoded record before validation: top-level fields by name, in input order.
+/// The canonical fields in schema order, `reason` last. `RawEvent::canonical` is indexed by position.
+pub const CANONICAL: [&str; 10] =
+    ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result", "reason"];
+
+/// The value of a canonical field as decoded, before the field rules.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// A string.
+    Text(String),
+    /// An explicit null.
+    Null,
+    /// Any other type, named for the error message (`a number`, `an object`, ...).
+    Other(&'static str),
+}
+
+/// A decoded record before validation: the canonical fields by position, the rest in input order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RawEvent {
-    /// The fields, in the order the producer wrote them.
-    pub fields: Map<String, Value>,
+    /// `CANONICAL[i]` is in slot `i`; `None` when absent.
+    pub canonical: [Option<FieldValue>; 10],
+    /// Fields beyond the canonical ones, in the order the producer wrote them.
+    pub extra: Map<String, Value>,
+}
+
+impl RawEvent {
+    /// The slot of a canonical field name.
+    pub fn slot(name: &str) -> Option<usize> {
+        CANONICAL.iter().position(|n| *n == name)
+    }
+
+    /// The canonical field `name` as text, if it is text (for tests and diagnostics).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match Self::slot(name).and_then(|i| self.canonical[i].as_ref()) {
+            Some(FieldValue::Text(text)) => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// The wire format of one record value.
