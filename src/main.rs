@@ -55,6 +55,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 None => Config::default(),
             };
             let mut pipeline = Pipeline::new(config.pipeline_settings());
+            if let Some(catalog) = config.load_catalog()? {
+                pipeline.set_catalog(catalog);
+            }
             let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
                 Box::new(std::io::stdin().lock())
             } else {

@@ -93,6 +93,8 @@ pub struct EnrichedEvent {
     /// The policy's entry in the policy catalog; `None` when the policy is not in the catalog
     /// (the event passes through, flagged as an unknown policy).
     pub policy_meta: Option<Arc<PolicyMeta>>,
+    /// True when a policy catalog is configured and does not know this policy.
+    pub policy_unknown: bool,
 }
 
 /// What the policy catalog says about one policy.

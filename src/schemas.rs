@@ -5,3 +5,6 @@ pub const AUDIT_EVENT: &str = include_str!("../schemas/audit_event.avsc");
 
 /// The registry subject of the canonical event (TopicNameStrategy on the default input topic).
 pub const AUDIT_EVENT_SUBJECT: &str = "audit.raw-value";
+
+/// The enriched event written to `audit.enriched`.
+pub const ENRICHED_EVENT: &str = include_str!("../schemas/enriched_event.avsc");

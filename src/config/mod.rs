@@ -4,12 +4,16 @@
 //! `Config` is what the file says; [`Config::pipeline_settings`] builds the core's settings once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::decode::DecodeLimits;
+use crate::pipeline::enrich::catalog::PolicyCatalog;
 use crate::pipeline::enrich::SeverityLadder;
+use crate::pipeline::route::predicate::Predicate;
+use crate::pipeline::route::Route;
 use crate::pipeline::validate::ValidateSettings;
 use crate::pipeline::{PipelineSettings, Topics};
 use crate::siem::{ecs::EcsConfig, Encoder, Product};
@@ -57,10 +61,47 @@ pub struct Config {
     pub validate: ValidateConfig,
     /// Severity ladder.
     pub severity: SeverityConfig,
+    /// Enrichment: the policy catalog.
+    pub enrich: EnrichConfig,
     /// SIEM outputs.
     pub siem: SiemConfig,
     /// Delivery and flow control.
     pub delivery: DeliveryConfig,
+    /// The enriched Avro output.
+    pub enriched: EnrichedConfig,
+    /// Extra routes: events matching a predicate go to a named topic.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[enriched]`: the enriched event as Avro (`schemas/enriched_event.avsc`) in the Confluent wire
+/// format, registered in the schema registry at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichedConfig {
+    /// Write enriched events. Needs `registry.url`. Default false.
+    pub enabled: bool,
+    /// Destination topic. Default `audit.enriched`.
+    pub topic: String,
+    /// Registry subject of the schema. Default `<topic>-value` (TopicNameStrategy).
+    pub subject: Option<String>,
+}
+
+impl Default for EnrichedConfig {
+    fn default() -> Self {
+        EnrichedConfig { enabled: false, topic: "audit.enriched".into(), subject: None }
+    }
+}
+
+/// `[[routes]]`: one extra route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name, for logs, metrics and the `auditflow.route` header.
+    pub name: String,
+    /// Destination topic; events are written as enriched JSON keyed by trace id.
+    pub topic: String,
+    /// Predicate, e.g. `action = deploy and target matches prod` (`docs/routing.md`).
+    pub when: String,
 }
 
 /// `[kafka]`: where the brokers are and how to talk to them.
@@ -161,14 +202,34 @@ pub struct ValidateConfig {
 pub struct SeverityConfig {
     /// Severity of allowed events. Default 3.
     pub allowed: u8,
-    /// Severity of denied events. Default 6.
+    /// Severity of denied events, unless the policy catalog sets one. Default 6.
     pub denied: u8,
+    /// Added to a denial's severity when the event's mode is `adaptive` (capped at 10). Default 0.
+    pub adaptive_raise: u8,
 }
 
 impl Default for SeverityConfig {
     fn default() -> Self {
         let l = SeverityLadder::default();
-        SeverityConfig { allowed: l.allowed, denied: l.denied }
+        SeverityConfig { allowed: l.allowed, denied: l.denied, adaptive_raise: l.adaptive_raise }
+    }
+}
+
+/// `[enrich]`: the policy catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Path of the policy catalog TOML file (see `config/policies.toml`); relative paths are
+    /// relative to the working directory. Unset: no catalog, no policy is flagged unknown.
+    pub policy_catalog: Option<PathBuf>,
+    /// How often `run` checks the catalog file for changes, in ms; a changed file is reloaded
+    /// without a restart (a file that fails to parse is logged and the old catalog kept). Default 2000.
+    pub catalog_check_interval_ms: u64,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig { policy_catalog: None, catalog_check_interval_ms: 2000 }
     }
 }
 
@@ -220,7 +281,17 @@ impl Config {
         })?;
         config.apply_env(|name| std::env::var(name).ok())?;
         config.validate()?;
+        config.load_catalog()?;
         Ok(config)
+    }
+
+    /// Reads and parses the policy catalog file, if one is configured.
+    pub fn load_catalog(&self) -> Result<Option<Arc<PolicyCatalog>>, ConfigError> {
+        let Some(path) = self.enrich.policy_catalog.as_deref() else { return Ok(None) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let catalog = PolicyCatalog::parse(&text)
+            .map_err(|message| ConfigError::Invalid(vec![format!("enrich.policy_catalog ({}): {message}", path.display())]))?;
+        Ok(Some(Arc::new(catalog)))
     }
 
     /// Parses TOML text (no environment, no validation).
@@ -296,8 +367,19 @@ impl Config {
         if self.limits.max_record_bytes == 0 {
             problems.push("limits.max_record_bytes: must be at least 1".to_owned());
         }
-        if self.severity.allowed > 10 || self.severity.denied > 10 {
+        if self.severity.allowed > 10 || self.severity.denied > 10 || self.severity.adaptive_raise > 10 {
             problems.push("severity: values are on the 0-10 scale".to_owned());
+        }
+        if self.enriched.enabled && self.registry.url.is_none() {
+            problems.push("enriched.enabled: needs registry.url (the schema is registered there)".to_owned());
+        }
+        for (index, route) in self.routes.iter().enumerate() {
+            if route.topic.is_empty() {
+                problems.push(format!("routes[{index}].topic: must not be empty"));
+            }
+            if let Err(error) = Predicate::parse(&route.when) {
+                problems.push(format!("routes[{index}].when: {error}"));
+            }
         }
         if self.delivery.max_in_flight == 0 {
             problems.push("delivery.max_in_flight: must be at least 1".to_owned());
@@ -337,7 +419,21 @@ impl Config {
                 max_field_bytes: self.limits.max_field_bytes,
                 max_trace_bytes: self.limits.max_trace_bytes,
             },
-            severity: SeverityLadder { allowed: self.severity.allowed, denied: self.severity.denied },
+            severity: SeverityLadder {
+                allowed: self.severity.allowed,
+                denied: self.severity.denied,
+                adaptive_raise: self.severity.adaptive_raise,
+            },
+            catalog: None,
+            routes: self
+                .routes
+                .iter()
+                .filter_map(|r| {
+                    let when = Predicate::parse(&r.when).ok()?;
+                    Some(Route { name: r.name.clone(), topic: r.topic.clone(), when })
+                })
+                .collect(),
+            enriched_topic: self.enriched.enabled.then(|| self.enriched.topic.clone()),
             encoders,
             avro_enabled: self.registry.url.is_some(),
         }
@@ -372,6 +468,19 @@ mod tests {
         assert!(problems[0].starts_with("topics.input:"));
         assert!(problems[1].starts_with("siem.formats[1]:"));
         assert!(problems[2].starts_with("siem.ecs.namespace:"));
+    }
+
+    #[test]
+    fn routes_and_enriched_output_are_checked() {
+        let mut config = Config::parse("[enriched]\nenabled = true\n[[routes]]\nname = \"r\"\ntopic = \"t\"\nwhen = \"action = \"\n").unwrap();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("enriched.enabled: needs registry.url"));
+        assert_eq!(problems[1], "routes[0].when: expected a value, found the end");
+        config.routes[0].when = "action = deploy".into();
+        config.registry.url = Some("http://r".into());
+        config.validate().unwrap();
+        assert_eq!(config.pipeline_settings().routes.len(), 1);
     }
 
     #[test]

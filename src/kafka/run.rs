@@ -48,6 +48,9 @@ pub enum RunError {
         /// The missing topic names.
         missing: Vec<String>,
     },
+    /// The configuration refers to something unusable (e.g. the policy catalog file).
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
     /// The registry settings are unusable.
     #[error("{0}")]
     Registry(RegistryError),
@@ -135,6 +138,19 @@ struct Runner {
     blocked: Option<Blocked>,
     dead_letter: String,
     max_in_flight: usize,
+    catalog: CatalogWatch,
+}
+
+/// The policy catalog file and the modification time of the version loaded.
+struct CatalogWatch {
+    path: Option<std::path::PathBuf>,
+    loaded: Option<std::time::SystemTime>,
+}
+
+impl CatalogWatch {
+    fn modified(&self) -> Option<std::time::SystemTime> {
+        self.path.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    }
 }
 
 /// Runs until `shutdown` resolves, then drains in-flight outputs, commits, and returns.
@@ -160,8 +176,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         blocked: None,
         dead_letter: config.topics.dead_letter.clone(),
         max_in_flight: config.delivery.max_in_flight,
+        catalog: CatalogWatch { path: config.enrich.policy_catalog.clone(), loaded: None },
     };
+    runner.catalog.loaded = runner.catalog.modified();
+    if let Some(catalog) = config.load_catalog().map_err(RunError::Config)? {
+        info!(message = "Policy catalog loaded.", policies = catalog.len());
+        runner.pipeline.set_catalog(catalog);
+    }
 
+    if config.enriched.enabled {
+        let subject = config.enriched.subject.clone().unwrap_or_else(|| format!("{}-value", config.enriched.topic));
+        let registry = runner.registry.as_ref().ok_or_else(|| RunError::Registry(RegistryError::Config("enriched output needs a registry".into())))?;
+        let id = registry.register_avro(&subject, crate::schemas::ENRICHED_EVENT).await.map_err(RunError::Registry)?;
+        info!(message = "Registered the enriched event schema.", %subject, schema_id = id);
+        runner.pipeline.enable_enriched(id);
+    }
     let mut wanted: Vec<String> = config.topics.input.clone();
     wanted.extend(runner.pipeline.output_topics());
     check_cluster(&runner.producer, &config.kafka.bootstrap_servers, &wanted).await?;
@@ -170,6 +199,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     info!(message = "Consuming.", topics = ?inputs, group = %config.kafka.group_id);
 
     let mut commit_tick = tokio::time::interval(Duration::from_millis(config.delivery.commit_interval_ms.max(1)));
+    let mut catalog_tick = tokio::time::interval(Duration::from_millis(config.enrich.catalog_check_interval_ms.max(100)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         runner.drain_backlog().await?;
@@ -180,6 +210,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = &mut shutdown => break,
             Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => runner.on_delivered(delivered)?,
             _ = commit_tick.tick() => runner.commit(),
+            _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
                 runner.retry_registry().await;
             }
@@ -331,6 +362,27 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Reloads the policy catalog when its file changed; a file that fails to load keeps the old catalog.
+    fn reload_catalog(&mut self, config: &Config) {
+        let modified = self.catalog.modified();
+        if modified.is_none() || modified == self.catalog.loaded {
+            return;
+        }
+        self.catalog.loaded = modified;
+        match config.load_catalog() {
+            Ok(Some(catalog)) => {
+                info!(message = "Policy catalog reloaded.", policies = catalog.len());
+                metrics::counter!("auditflow_catalog_reloads_total").increment(1);
+                self.pipeline.set_catalog(catalog);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                warn!(message = "Policy catalog not reloaded; keeping the previous one.", %error);
+                metrics::counter!("auditflow_catalog_errors_total").increment(1);
+            }
+        }
     }
 
     /// Commits the offsets that moved since the last commit, without blocking (on the timer).

@@ -9,9 +9,12 @@
 
 pub mod decode;
 pub mod enrich;
+pub mod enriched;
 pub mod reject;
 pub mod route;
 pub mod validate;
+
+use std::sync::Arc;
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 
@@ -19,7 +22,10 @@ use crate::model::{Output, Outputs, SourceRecord};
 use crate::siem::Encoder;
 use decode::avro::AvroSchemas;
 use decode::{DecodeLimits, WireFormat};
-use enrich::SeverityLadder;
+use enrich::catalog::PolicyCatalog;
+use enrich::{Enricher, SeverityLadder};
+use enriched::EnrichedAvro;
+use route::Route;
 use reject::{Reject, RejectCode};
 use validate::ValidateSettings;
 
@@ -66,16 +72,24 @@ pub struct PipelineSettings {
     pub validate: ValidateSettings,
     /// Severity by decision.
     pub severity: SeverityLadder,
+    /// The policy catalog at start; replace it later with [`Pipeline::set_catalog`].
+    pub catalog: Option<Arc<PolicyCatalog>>,
     /// The enabled SIEM encoders; each writes to `topics.siem_prefix + name()`.
     pub encoders: Vec<Box<dyn Encoder>>,
     /// Accept Confluent-framed Avro (a registry is configured); otherwise such records are
     /// dead-lettered as `decode.unknown_format`.
     pub avro_enabled: bool,
+    /// Extra routes, in order; an event may match several.
+    pub routes: Vec<Route>,
+    /// Topic of the enriched Avro output; written once the shell calls [`Pipeline::enable_enriched`].
+    pub enriched_topic: Option<String>,
 }
 
 /// The core pipeline. See the module docs for the data flow.
 pub struct Pipeline {
     settings: PipelineSettings,
+    enricher: Enricher,
+    enriched: Option<EnrichedAvro>,
     siem_topics: Vec<String>,
     schemas: AvroSchemas,
 }
@@ -85,7 +99,19 @@ impl Pipeline {
     pub fn new(settings: PipelineSettings) -> Self {
         let siem_topics =
             settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
-        Pipeline { settings, siem_topics, schemas: AvroSchemas::new() }
+        let enricher = Enricher { ladder: settings.severity, catalog: settings.catalog.clone() };
+        Pipeline { settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new() }
+    }
+
+    /// Starts writing enriched Avro records with the registered `schema_id` (the shell registers
+    /// `schemas/enriched_event.avsc` first).
+    pub fn enable_enriched(&mut self, schema_id: u32) {
+        self.enriched = Some(EnrichedAvro::new(schema_id));
+    }
+
+    /// Replaces the policy catalog (the shell calls it when the catalog file changed).
+    pub fn set_catalog(&mut self, catalog: Arc<PolicyCatalog>) {
+        self.enricher.catalog = Some(catalog);
     }
 
     /// The schema id this record needs and the cache lacks, if any. The shell fetches it from
@@ -109,6 +135,8 @@ impl Pipeline {
     pub fn output_topics(&self) -> Vec<String> {
         let mut topics = vec![self.settings.topics.alerts.clone(), self.settings.topics.dead_letter.clone()];
         topics.extend(self.siem_topics.iter().cloned());
+        topics.extend(self.settings.enriched_topic.iter().cloned());
+        topics.extend(self.settings.routes.iter().map(|r| r.topic.clone()));
         topics
     }
 
@@ -136,7 +164,7 @@ impl Pipeline {
             }
         };
         let event = validate::validate(raw, &self.settings.validate)?;
-        let enriched = enrich::enrich(event, record, now_ms, &self.settings.severity);
+        let enriched = self.enricher.enrich(event, record, now_ms);
         let mut outputs = Vec::with_capacity(self.siem_topics.len() + 1);
         let event_key = enriched.event_id.as_bytes().to_vec();
         for (encoder, topic) in self.settings.encoders.iter().zip(&self.siem_topics) {
@@ -147,6 +175,29 @@ impl Pipeline {
                 key: Some(event_key.clone()),
                 payload: Some(payload),
                 headers: Vec::new(),
+                timestamp_ms: Some(enriched.event.ts_ms),
+            });
+        }
+        let trace_key = enriched.event.trace.as_bytes();
+        if let (Some(avro), Some(topic)) = (&self.enriched, &self.settings.enriched_topic) {
+            let mut payload = Vec::with_capacity(512);
+            avro.encode(&enriched, &mut payload);
+            outputs.push(Output {
+                topic: topic.clone(),
+                key: Some(trace_key.to_vec()),
+                payload: Some(payload),
+                headers: Vec::new(),
+                timestamp_ms: Some(enriched.event.ts_ms),
+            });
+        }
+        for route in self.settings.routes.iter().filter(|r| r.when.eval(&enriched)) {
+            let mut payload = Vec::with_capacity(768);
+            enriched::encode_json(&enriched, &mut payload);
+            outputs.push(Output {
+                topic: route.topic.clone(),
+                key: Some(trace_key.to_vec()),
+                payload: Some(payload),
+                headers: vec![("auditflow.route".to_owned(), Some(route.name.as_bytes().to_vec()))],
                 timestamp_ms: Some(enriched.event.ts_ms),
             });
         }

@@ -70,7 +70,7 @@ struct Doc<'a> {
     event: Event<'a>,
     user: User<'a>,
     related: Related<'a>,
-    rule: Name<'a>,
+    rule: Rule<'a>,
     trace: Id<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cloud: Option<Cloud<'a>>,
@@ -122,6 +122,15 @@ struct Name<'a> {
 }
 
 #[derive(Serialize)]
+struct Rule<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<[&'a str; 1]>,
+}
+
+#[derive(Serialize)]
 struct Id<'a> {
     id: &'a str,
 }
@@ -163,6 +172,10 @@ struct RuntimeAudit<'a> {
     target: &'a str,
     policy_mode: &'a str,
     result: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    compliance: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    policy_unknown: bool,
     #[serde(skip_serializing_if = "Map::is_empty")]
     extra: &'a Map<String, Value>,
 }
@@ -200,7 +213,11 @@ impl Encoder for EcsEncoder {
             },
             user: User { id: &e.actor, name: &enriched.actor_id, email },
             related: Related { user: [&enriched.actor_id] },
-            rule: Name { name: &e.policy },
+            rule: Rule {
+                name: &e.policy,
+                description: enriched.policy_meta.as_ref().and_then(|m| m.description.as_deref()),
+                author: enriched.policy_meta.as_ref().and_then(|m| m.owner.as_deref()).map(|o| [o]),
+            },
             trace: Id { id: &e.trace },
             cloud: enriched.target_parts.as_ref().map(|t| Cloud { provider: &t.provider, region: &t.region }),
             orchestrator: Orchestrator {
@@ -221,6 +238,8 @@ impl Encoder for EcsEncoder {
                 target: &e.target,
                 policy_mode: &e.mode,
                 result: &e.result,
+                compliance: enriched.policy_meta.as_ref().map_or(&[], |m| m.compliance.as_slice()),
+                policy_unknown: enriched.policy_unknown,
                 extra: &e.extra,
             },
         };

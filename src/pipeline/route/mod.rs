@@ -1,7 +1,10 @@
 //! Routing: which topics an enriched event goes to besides the SIEM sinks, and what an alert
 //! record looks like (`docs/alerts.md`).
 //!
-//! Denied events raise a `policy_denied` alert on the alert topic, keyed by trace id.
+//! Denied events raise a `policy_denied` alert on the alert topic, keyed by trace id. Extra
+//! [`Route`]s send the events that satisfy a [`predicate::Predicate`] to a named topic.
+
+pub mod predicate;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -10,6 +13,17 @@ use crate::model::{Decision, EnrichedEvent};
 
 /// Alert kind written to the `alert` field of a denied event's alert.
 pub const POLICY_DENIED: &str = "policy_denied";
+
+/// An extra route: events satisfying `when` go to `topic` as enriched JSON, keyed by trace id.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The route's name, for logs and metrics.
+    pub name: String,
+    /// Destination topic.
+    pub topic: String,
+    /// The condition.
+    pub when: predicate::Predicate,
+}
 
 /// Whether the event raises an alert.
 pub fn is_alert(event: &EnrichedEvent) -> bool {
@@ -24,8 +38,22 @@ struct Alert<'a> {
     trace: &'a str,
     ts: &'a str,
     event_id: &'a str,
+    policy: Policy<'a>,
     event: Canonical<'a>,
     source: Source<'a>,
+}
+
+#[derive(Serialize)]
+struct Policy<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    compliance: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unknown: bool,
 }
 
 #[derive(Serialize)]
@@ -64,6 +92,13 @@ pub fn encode_alert(enriched: &EnrichedEvent, out: &mut Vec<u8>) {
         trace: &e.trace,
         ts: &e.ts,
         event_id: &enriched.event_id,
+        policy: Policy {
+            name: &e.policy,
+            owner: enriched.policy_meta.as_ref().and_then(|m| m.owner.as_deref()),
+            description: enriched.policy_meta.as_ref().and_then(|m| m.description.as_deref()),
+            compliance: enriched.policy_meta.as_ref().map_or(&[], |m| m.compliance.as_slice()),
+            unknown: enriched.policy_unknown,
+        },
         event: Canonical {
             ts: &e.ts,
             actor: &e.actor,
