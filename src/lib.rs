@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod kafka;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod replay;

@@ -9,5 +9,6 @@ mod avro;
 mod enrich;
 mod golden;
 mod kafka;
+mod ops;
 mod replay;
 mod util;

@@ -71,6 +71,17 @@ pub struct Config {
     pub enriched: EnrichedConfig,
     /// Extra routes: events matching a predicate go to a named topic.
     pub routes: Vec<RouteConfig>,
+    /// Metrics and health endpoints.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus, liveness and readiness endpoint of `run`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `/metrics`, `/health` and `/ready` on, e.g. `0.0.0.0:9464`.
+    /// Unset (the default): no endpoint. Port 0 picks a free port (logged at start).
+    pub listen: Option<String>,
 }
 
 /// `[enriched]`: the enriched event as Avro (`schemas/enriched_event.avsc`) in the Confluent wire

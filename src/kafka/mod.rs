@@ -21,7 +21,9 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Statistics feed the consumer lag gauge.
+        .set("statistics.interval.ms", "5000");
     for (key, value) in kafka.properties.iter().chain(&kafka.consumer_properties) {
         config.set(key, value);
     }

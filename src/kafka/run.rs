@@ -25,6 +25,7 @@ use super::registry::{Registry, RegistryError};
 use super::{consumer_config, producer_config};
 use crate::config::Config;
 use crate::model::{Output, SourceRecord};
+use crate::metrics::Health;
 use crate::pipeline::{dlq_headers, Pipeline};
 
 /// Why `run` stopped with an error. Each message names the setting to check.
@@ -51,6 +52,14 @@ pub enum RunError {
     /// The configuration refers to something unusable (e.g. the policy catalog file).
     #[error("{0}")]
     Config(crate::config::ConfigError),
+    /// The metrics endpoint cannot start.
+    #[error("cannot serve metrics on {listen} (metrics.listen): {detail}")]
+    Metrics {
+        /// The configured address.
+        listen: String,
+        /// Why.
+        detail: String,
+    },
     /// The registry settings are unusable.
     #[error("{0}")]
     Registry(RegistryError),
@@ -69,12 +78,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before sending an output again after its delivery failed.
 const RESEND_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Consumer context: commits a partition's acknowledged offset when it is revoked.
+/// Consumer context: commits a partition's acknowledged offset when it is revoked, reports the
+/// assignment to [`Health`] and consumer lag to the metrics.
 struct RunContext {
     tracker: Arc<Mutex<OffsetTracker>>,
+    health: Arc<Health>,
 }
 
-impl ClientContext for RunContext {}
+impl ClientContext for RunContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // librdkafka reports -1 for partitions it does not consume, and for the internal one.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!("auditflow_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RunContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -97,6 +120,16 @@ impl ConsumerContext for RunContext {
         info!(message = "Partitions revoked.", partitions = revoked.count());
     }
 
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(error) = rebalance {
+            warn!(message = "Rebalance error.", %error);
+            return;
+        }
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        info!(message = "Assignment changed.", partitions = assigned);
+        self.health.assigned(assigned);
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(error) = result {
             warn!(message = "Offset commit failed.", %error);
@@ -110,6 +143,7 @@ struct Tag {
     tp: TopicPartition,
     offset: i64,
     topic: Arc<str>,
+    sent: std::time::Instant,
 }
 
 type Delivered = (Tag, Result<(), (KafkaError, OwnedMessage)>);
@@ -156,9 +190,17 @@ impl CatalogWatch {
 /// Runs until `shutdown` resolves, then drains in-flight outputs, commits, and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    let health = Arc::new(Health::default());
+    if let Some(listen) = config.metrics.listen.as_deref() {
+        let handle = crate::metrics::install_recorder().map_err(|detail| RunError::Metrics { listen: listen.to_owned(), detail })?;
+        let addr = crate::metrics::serve(listen, handle, health.clone())
+            .await
+            .map_err(|error| RunError::Metrics { listen: listen.to_owned(), detail: error.to_string() })?;
+        info!(message = "Serving /metrics, /health and /ready.", %addr);
+    }
     let consumer: Arc<StreamConsumer<RunContext>> = Arc::new(
         consumer_config(&config.kafka)
-            .create_with_context(RunContext { tracker: tracker.clone() })
+            .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone() })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
     let producer: FutureProducer = producer_config(&config.kafka)
@@ -199,6 +241,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     info!(message = "Consuming.", topics = ?inputs, group = %config.kafka.group_id);
 
     let mut commit_tick = tokio::time::interval(Duration::from_millis(config.delivery.commit_interval_ms.max(1)));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut catalog_tick = tokio::time::interval(Duration::from_millis(config.enrich.catalog_check_interval_ms.max(100)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -210,6 +253,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = &mut shutdown => break,
             Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => runner.on_delivered(delivered)?,
             _ = commit_tick.tick() => runner.commit(),
+            _ = heartbeat.tick() => {
+                health.beat();
+                metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
+            }
             _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
                 runner.retry_registry().await;
@@ -307,7 +354,9 @@ impl Runner {
 
     /// Runs the core on one record and sends every output.
     async fn process(&mut self, record: SourceRecord) -> Result<(), RunError> {
+        let started = std::time::Instant::now();
         let outputs = self.pipeline.process(&record, chrono::Utc::now().timestamp_millis());
+        metrics::histogram!("auditflow_process_seconds").record(started.elapsed().as_secs_f64());
         let tp = (record.topic.clone(), record.partition);
         self.tracker.lock().expect("tracker lock").begin(&tp, record.offset, outputs.len() as u32);
         for output in &outputs {
@@ -329,7 +378,7 @@ impl Runner {
                     Err(source) => return Err(RunError::Kafka { context: "producing", source }),
                 }
             };
-            let tag = Tag { tp: tp.clone(), offset: record.offset, topic: Arc::from(output.topic.as_str()) };
+            let tag = Tag { tp: tp.clone(), offset: record.offset, topic: Arc::from(output.topic.as_str()), sent: std::time::Instant::now() };
             self.in_flight.push(Box::pin(await_delivery(tag, future)));
         }
         Ok(())
@@ -339,6 +388,7 @@ impl Runner {
     fn on_delivered(&mut self, (tag, result): Delivered) -> Result<(), RunError> {
         match result {
             Ok(()) => {
+                metrics::histogram!("auditflow_produce_seconds").record(tag.sent.elapsed().as_secs_f64());
                 metrics::counter!("auditflow_records_produced_total", "topic" => tag.topic.to_string()).increment(1);
                 self.tracker.lock().expect("tracker lock").ack(&tag.tp, tag.offset);
             }
