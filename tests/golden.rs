@@ -48,3 +48,23 @@ fn check_format(format: &str) {
 fn ecs_matches_golden_files() {
     check_format("ecs");
 }
+
+#[test]
+fn ocsf_matches_golden_files() {
+    check_format("ocsf");
+}
+
+#[test]
+fn udm_matches_golden_files() {
+    check_format("udm");
+}
+
+#[test]
+fn asim_matches_golden_files() {
+    check_format("asim");
+}
+
+#[test]
+fn otlp_matches_golden_files() {
+    check_format("otlp");
+}

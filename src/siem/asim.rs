@@ -232,12 +232,13 @@ impl Encoder for AsimEncoder {
         };
         let other_kind = !matches!(enriched.actor_kind.as_str(), "user" | "service");
         let parts = enriched.target_parts.as_ref();
+        let event_type = event_type(&e.action);
         let row = Row {
             time_generated: &e.ts,
             event_start_time: &e.ts,
             event_end_time: &e.ts,
             event_count: 1,
-            event_type: event_type(&e.action),
+            event_type,
             event_sub_type: Truncated(&e.action, max),
             event_result: result,
             event_severity: severity(enriched.severity),
@@ -255,7 +256,12 @@ impl Encoder for AsimEncoder {
             operation: Truncated(&e.action, max),
             object: Truncated(&e.artifact, max),
             object_type: "Cloud Resource",
-            new_value: enriched.artifact_version.as_deref().map(|s| Truncated(s, max)),
+            // The version is the object's new value only when the action changes the object.
+            new_value: enriched
+                .artifact_version
+                .as_deref()
+                .filter(|_| matches!(event_type, "Install" | "Set" | "Create"))
+                .map(|s| Truncated(s, max)),
             actor_username: Truncated(&enriched.actor_id, max),
             actor_username_type: username_type,
             actor_user_type: user_type,
@@ -334,6 +340,9 @@ mod tests {
         assert_eq!((b["EventResult"].as_str(), b["DvcAction"].as_str()), (Some("Failure"), Some("Deny")));
         assert_eq!(b["EventSeverity"], "Medium");
         assert_eq!((b["ActingAppName"].as_str(), b["ActingAppType"].as_str()), (Some("fraud-detector"), Some("Service")));
+        // An execute does not change the artifact: no NewValue; a deploy installs the version.
+        assert!(b.get("NewValue").is_none());
+        assert_eq!(a["NewValue"], "v4.2.1");
         assert_eq!(severity(4), "Low");
         assert_eq!(severity(10), "High");
         let other = encode(&enriched(&SEED_A.replace("\"allowed\"", "\"challenged\""), 0));
