@@ -146,7 +146,7 @@ struct EventMessage<'a>(&'a EnrichedEvent, usize);
 impl Serialize for EventMessage<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let message = Message(self.0);
-        if message.len() <= self.1 {
+        if message.byte_len() <= self.1 {
             message.serialize(serializer)
         } else {
             serializer.serialize_str(truncate_utf8(&message.to_string(), self.1))

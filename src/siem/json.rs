@@ -69,7 +69,7 @@ pub struct Message<'a>(pub &'a EnrichedEvent);
 
 impl Message<'_> {
     /// Length of the message in bytes.
-    pub fn len(&self) -> usize {
+    pub fn byte_len(&self) -> usize {
         let e = &self.0.event;
         // "<action> of <artifact> on <target> by <actor> <result> by policy <policy>"
         e.action.len() + e.artifact.len() + e.target.len() + e.actor.len() + e.result.len() + e.policy.len() + 24
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn message_length_is_exact() {
         let event = testing::enriched(testing::SEED_B, 0);
-        assert_eq!(Message(&event).len(), super::super::message(&event).len());
+        assert_eq!(Message(&event).byte_len(), super::super::message(&event).len());
         assert_eq!(Message(&event).to_string(), super::super::message(&event));
     }
 
