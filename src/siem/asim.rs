@@ -299,13 +299,13 @@ impl Encoder for AsimEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::siem::json::testing::{enriched, hostile, product, raw_event, SEED_A, SEED_B};
+    use crate::siem::json::testing::{enriched, hostile, keys, parse, product, raw_event, SEED_A, SEED_B};
     use proptest::prelude::*;
 
     fn encode_with(config: &AsimConfig, event: &EnrichedEvent) -> Value {
         let mut out = Vec::new();
         config.build(&product()).encode(event, &mut out);
-        serde_json::from_slice(&out).expect("valid JSON")
+        parse(&out)
     }
 
     fn encode(event: &EnrichedEvent) -> Value {
@@ -405,6 +405,12 @@ mod tests {
             let config = AsimConfig { max_value_bytes: MIN_VALUE_BYTES, ..AsimConfig::default() };
             let row = encode_with(&config, &event);
             let s = |v: &Value| v.as_str().unwrap().to_owned();
+            prop_assert_eq!(s(&row["TimeGenerated"]), event.event.ts.clone());
+            // Real columns only: PascalCase names, no aliases.
+            for key in keys(&row, &["AdditionalFields"]) {
+                prop_assert!(key.starts_with(|c: char| c.is_ascii_uppercase()) && !key.contains('_'), "{}", key);
+                prop_assert!(!["Dvc", "User", "Application", "Src", "Dst", "IpAddr", "Rule", "Value"].contains(&key.as_str()));
+            }
             prop_assert_eq!(s(&row["Operation"]), action.clone());
             prop_assert_eq!(s(&row["Object"]), artifact.clone());
             prop_assert_eq!(s(&row["RuleName"]), policy.clone());

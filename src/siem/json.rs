@@ -168,6 +168,31 @@ pub(crate) mod testing {
         enrich(event, &SourceRecord::default(), 1_773_480_413_250, &ladder)
     }
 
+    /// Parses an encoder's output, checking first that it is one line with every control
+    /// character escaped (no raw byte below 0x20), so it cannot end the record or start another.
+    pub fn parse(out: &[u8]) -> Value {
+        assert!(!out.iter().any(|b| *b < 0x20), "raw control byte in {}", String::from_utf8_lossy(out));
+        serde_json::from_slice(out).expect("valid JSON")
+    }
+
+    /// Object keys anywhere in `value`, except below the keys named in `skip` (free-form maps).
+    pub fn keys(value: &Value, skip: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    out.push(key.clone());
+                    if !skip.contains(&key.as_str()) {
+                        out.extend(keys(inner, skip));
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| out.extend(keys(v, skip))),
+            _ => {}
+        }
+        out
+    }
+
     /// Strings with the characters that break naive encoders: quotes, backslashes, control
     /// characters (NUL, CR, LF, DEL), separators and non-ASCII text up to four bytes per char.
     pub fn hostile() -> impl proptest::strategy::Strategy<Value = String> {

@@ -379,13 +379,13 @@ impl Encoder for OcsfEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::siem::json::testing::{enriched, hostile, product, raw_event, SEED_A, SEED_B};
+    use crate::siem::json::testing::{enriched, hostile, parse, product, raw_event, SEED_A, SEED_B};
     use proptest::prelude::*;
 
     fn encode(event: &EnrichedEvent) -> Value {
         let mut out = Vec::new();
         OcsfConfig::default().build(&product()).encode(event, &mut out);
-        serde_json::from_slice(&out).expect("valid JSON")
+        parse(&out)
     }
 
     /// Attributes that class 6003 requires, read from the OCSF 1.8.0 schema source

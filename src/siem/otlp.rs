@@ -438,13 +438,13 @@ impl Serialize for WithTrace<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::siem::json::testing::{enriched, hostile, product, raw_event, SEED_A, SEED_B};
+    use crate::siem::json::testing::{enriched, hostile, keys, parse, product, raw_event, SEED_A, SEED_B};
     use proptest::prelude::*;
 
     fn encode_with(config: &OtlpConfig, event: &EnrichedEvent) -> Value {
         let mut out = Vec::new();
         config.build(&product()).encode(event, &mut out);
-        serde_json::from_slice(&out).expect("valid JSON")
+        parse(&out)
     }
 
     fn encode(event: &EnrichedEvent) -> Value {
@@ -578,6 +578,10 @@ mod tests {
             let mut event = raw_event(&actor, &action, &artifact, &policy, &target, &mode, &trace, &result, Some(&reason), extra, 6);
             event.event.ts_ms = ms;
             let r = encode(&event);
+            // OTLP JSON keys are lowerCamelCase everywhere (attribute names are values).
+            for key in keys(&r, &[]) {
+                prop_assert!(!key.contains('_') && key.starts_with(|c: char| c.is_ascii_lowercase()), "{}", key);
+            }
             let rec = record(&r);
             let s = |key: &str| attribute(rec, key).map(|v| v["stringValue"].as_str().unwrap().to_owned());
             prop_assert_eq!(s("runtime_audit.action"), Some(action.clone()));

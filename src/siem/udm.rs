@@ -301,13 +301,13 @@ impl Encoder for UdmEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::siem::json::testing::{enriched, hostile, product, raw_event, SEED_A, SEED_B};
+    use crate::siem::json::testing::{enriched, hostile, keys, parse, product, raw_event, SEED_A, SEED_B};
     use proptest::prelude::*;
 
     fn encode_with(config: &UdmConfig, event: &EnrichedEvent) -> Value {
         let mut out = Vec::new();
         config.build(&product()).encode(event, &mut out);
-        serde_json::from_slice(&out).expect("valid JSON")
+        parse(&out)
     }
 
     fn encode(event: &EnrichedEvent) -> Value {
@@ -360,7 +360,7 @@ mod tests {
         product.version = "€".repeat(20); // 60 bytes
         let mut out = Vec::new();
         UdmConfig::default().build(&product).encode(&event, &mut out);
-        let v: Value = serde_json::from_slice(&out).unwrap();
+        let v: Value = parse(&out);
         assert_eq!(v["metadata"]["productEventType"].as_str().unwrap(), "é".repeat(32));
         assert_eq!(v["metadata"]["productVersion"].as_str().unwrap(), "€".repeat(10));
     }
@@ -382,7 +382,11 @@ mod tests {
             product.version = version.clone();
             let mut out = Vec::new();
             UdmConfig::default().build(&product).encode(&event, &mut out);
-            let v: Value = serde_json::from_slice(&out).expect("valid JSON");
+            let v: Value = parse(&out);
+            // Ingestion names are camelCase; only `additional` (a Struct) holds free-form keys.
+            for key in keys(&v, &["additional"]) {
+                prop_assert!(!key.contains('_') && key.starts_with(|c: char| c.is_ascii_lowercase()), "{}", key);
+            }
             let s = |v: &Value| v.as_str().unwrap().to_owned();
             prop_assert_eq!(s(&v["principal"]["user"]["userid"]), event.actor_id.clone());
             prop_assert_eq!(s(&v["target"]["resource"]["productObjectId"]), artifact.clone());
