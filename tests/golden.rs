@@ -48,3 +48,40 @@ fn check_format(format: &str) {
 fn ecs_matches_golden_files() {
     check_format("ecs");
 }
+
+#[test]
+fn ocsf_matches_golden_files() {
+    check_format("ocsf");
+}
+
+#[test]
+fn udm_matches_golden_files() {
+    check_format("udm");
+}
+
+#[test]
+fn asim_matches_golden_files() {
+    check_format("asim");
+}
+
+#[test]
+fn otlp_matches_golden_files() {
+    check_format("otlp");
+}
+
+/// The worked examples of `docs/siem/<format>.md` are the golden lines themselves, so the docs
+/// cannot drift from the encoders.
+#[test]
+fn docs_show_the_golden_records() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for format in ["ocsf", "udm", "asim", "otlp"] {
+        let doc = std::fs::read_to_string(root.join(format!("docs/siem/{format}.md"))).unwrap();
+        for case in ["seed_a", "seed_b"] {
+            for suffix in ["input.json", "expected"] {
+                let path = root.join(format!("tests/data/siem/{format}/{case}.{suffix}"));
+                let line = std::fs::read_to_string(&path).unwrap();
+                assert!(doc.contains(line.trim_end()), "docs/siem/{format}.md does not show {}", path.display());
+            }
+        }
+    }
+}

@@ -16,10 +16,10 @@ use crate::pipeline::route::predicate::Predicate;
 use crate::pipeline::route::Route;
 use crate::pipeline::validate::ValidateSettings;
 use crate::pipeline::{PipelineSettings, Topics};
-use crate::siem::{ecs::EcsConfig, Encoder, Product};
+use crate::siem::{asim::AsimConfig, ecs::EcsConfig, ocsf::OcsfConfig, otlp::OtlpConfig, udm::UdmConfig, Encoder, Product};
 
 /// The SIEM formats this build can write.
-pub const KNOWN_FORMATS: &[&str] = &["ecs"];
+pub const KNOWN_FORMATS: &[&str] = &["ecs", "ocsf", "udm", "asim", "otlp"];
 
 /// A configuration that could not be loaded or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -254,11 +254,27 @@ pub struct SiemConfig {
     pub product: Product,
     /// Elastic Common Schema settings.
     pub ecs: EcsConfig,
+    /// OCSF API Activity settings.
+    pub ocsf: OcsfConfig,
+    /// Google SecOps UDM settings.
+    pub udm: UdmConfig,
+    /// Microsoft Sentinel ASIM Audit Event settings.
+    pub asim: AsimConfig,
+    /// OpenTelemetry OTLP JSON logs settings.
+    pub otlp: OtlpConfig,
 }
 
 impl Default for SiemConfig {
     fn default() -> Self {
-        SiemConfig { formats: vec!["ecs".into()], product: Product::default(), ecs: EcsConfig::default() }
+        SiemConfig {
+            formats: vec!["ecs".into()],
+            product: Product::default(),
+            ecs: EcsConfig::default(),
+            ocsf: OcsfConfig::default(),
+            udm: UdmConfig::default(),
+            asim: AsimConfig::default(),
+            otlp: OtlpConfig::default(),
+        }
     }
 }
 
@@ -375,6 +391,9 @@ impl Config {
             }
         }
         problems.extend(self.siem.ecs.problems());
+        problems.extend(self.siem.ocsf.problems());
+        problems.extend(self.siem.asim.problems());
+        problems.extend(self.siem.otlp.problems());
         if self.limits.max_record_bytes == 0 {
             problems.push("limits.max_record_bytes: must be at least 1".to_owned());
         }
@@ -413,6 +432,10 @@ impl Config {
             .filter_map(|format| -> Option<Box<dyn Encoder>> {
                 match format.as_str() {
                     "ecs" => Some(Box::new(self.siem.ecs.build(&self.siem.product))),
+                    "ocsf" => Some(Box::new(self.siem.ocsf.build(&self.siem.product))),
+                    "udm" => Some(Box::new(self.siem.udm.build(&self.siem.product))),
+                    "asim" => Some(Box::new(self.siem.asim.build(&self.siem.product))),
+                    "otlp" => Some(Box::new(self.siem.otlp.build(&self.siem.product))),
                     _ => None,
                 }
             })
@@ -460,6 +483,26 @@ mod tests {
         let config = Config::parse(include_str!("../../config/auditflow.toml")).unwrap();
         config.validate().unwrap();
         assert_eq!(config.topics.input, ["audit.raw"]);
+    }
+
+    #[test]
+    fn every_known_format_builds_its_encoder() {
+        let mut config = Config::default();
+        config.siem.formats = KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+        config.validate().unwrap();
+        let names: Vec<&str> = config.pipeline_settings().encoders.iter().map(|e| e.name()).collect();
+        assert_eq!(names, KNOWN_FORMATS);
+    }
+
+    #[test]
+    fn format_settings_are_validated() {
+        let mut config = Config::default();
+        config.siem.ocsf.unknown_source_name = String::new();
+        config.siem.asim.max_value_bytes = 1 << 20;
+        config.siem.otlp.attribute_prefix = "a b".into();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        let keys: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(keys, ["siem.ocsf.unknown_source_name", "siem.asim.max_value_bytes", "siem.otlp.attribute_prefix"]);
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! Every format is specified in `docs/siem/<format>.md` with worked examples that the golden tests
 //! in `tests/data/siem/` check byte for byte. Vocabulary shared by all formats lives here.
 
+pub mod asim;
 pub mod ecs;
+pub mod json;
+pub mod ocsf;
+pub mod otlp;
+pub mod udm;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,607 @@
+//! OpenTelemetry logs in OTLP JSON (`docs/siem/otlp.md`): each Kafka record is one complete
+//! `ExportLogsServiceRequest` (`{"resourceLogs":[…]}`) holding one log record, as the collector's
+//! Kafka receiver reads it with `encoding: otlp_json`.
+//!
+//! The OTLP JSON rules that differ from plain protobuf JSON are kept here: lowerCamelCase keys,
+//! enums as integers, 64-bit integers (`timeUnixNano`, `intValue`) as decimal strings computed
+//! from integers, and `traceId`/`spanId` as lowercase hex of exactly 16/8 bytes or absent. Our
+//! trace ids (`tr-…`) are not W3C ids: they go to the `<prefix>.trace_id` attribute, and
+//! `traceId` is set only when the trace already is a W3C trace id or `traceparent`.
+
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::json::{user_email, write, Message, SeverityBand};
+use super::{Encoder, Product};
+use crate::model::EnrichedEvent;
+
+/// Semantic conventions version of the attribute names.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
+/// Instrumentation scope name.
+pub const SCOPE_NAME: &str = "runtime_audit";
+
+/// Settings of the OTLP encoder (`[siem.otlp]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// Namespace of the custom attributes (`<prefix>.actor`, ...) and of the event name
+    /// (`<prefix>.decision`). An organisation prefix such as `acme.runtime_audit` guards against
+    /// future semantic-convention names.
+    pub attribute_prefix: String,
+    /// The third part of a `provider:region:cluster` target is a Kubernetes cluster: write it as
+    /// `k8s.cluster.name`. Off: the cluster stays only in `<prefix>.target`.
+    pub kubernetes_targets: bool,
+}
+
+/// Default of [`OtlpConfig::attribute_prefix`].
+pub const DEFAULT_ATTRIBUTE_PREFIX: &str = "runtime_audit";
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig { attribute_prefix: DEFAULT_ATTRIBUTE_PREFIX.into(), kubernetes_targets: true }
+    }
+}
+
+impl OtlpConfig {
+    /// Checks the settings; returns one message per problem.
+    pub fn problems(&self) -> Vec<String> {
+        let p = &self.attribute_prefix;
+        let valid = !p.is_empty()
+            && !p.starts_with('.')
+            && !p.ends_with('.')
+            && !p.contains("..")
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if valid {
+            Vec::new()
+        } else {
+            vec![format!(
+                "siem.otlp.attribute_prefix: {p:?} must be dot-separated names of ASCII letters, digits, `_` or `-`"
+            )]
+        }
+    }
+
+    /// Builds the encoder.
+    pub fn build(&self, product: &Product) -> OtlpEncoder {
+        let key = |suffix: &str| format!("{}.{suffix}", self.attribute_prefix);
+        OtlpEncoder {
+            config: self.clone(),
+            product: product.clone(),
+            keys: Keys {
+                event_name: key("decision"),
+                event_id: key("event_id"),
+                action: key("action"),
+                result: key("result"),
+                reason: key("reason"),
+                actor: key("actor"),
+                actor_type: key("actor.type"),
+                artifact: key("artifact"),
+                policy_mode: key("policy.mode"),
+                target: key("target"),
+                trace_id: key("trace_id"),
+                extra: key("extra"),
+            },
+        }
+    }
+}
+
+/// Attribute keys under the configured prefix, built once.
+#[derive(Debug, Clone)]
+struct Keys {
+    event_name: String,
+    event_id: String,
+    action: String,
+    result: String,
+    reason: String,
+    actor: String,
+    actor_type: String,
+    artifact: String,
+    policy_mode: String,
+    target: String,
+    trace_id: String,
+    extra: String,
+}
+
+/// Encodes events as OTLP JSON log requests.
+#[derive(Debug, Clone)]
+pub struct OtlpEncoder {
+    config: OtlpConfig,
+    product: Product,
+    keys: Keys,
+}
+
+/// `severityNumber` and `severityText` of a 0–10 severity.
+pub fn severity(severity: u8) -> (u8, &'static str) {
+    match SeverityBand::of(severity) {
+        SeverityBand::Informational => (9, "INFO"),
+        SeverityBand::Low => (10, "INFO2"),
+        SeverityBand::Medium => (13, "WARN"),
+        SeverityBand::High => (17, "ERROR"),
+        SeverityBand::Critical => (21, "FATAL"),
+    }
+}
+
+/// W3C trace context found in a trace field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext<'a> {
+    /// 32 lowercase hex characters, not all zero.
+    pub trace_id: &'a str,
+    /// 16 lowercase hex characters, not all zero (from a `traceparent` only).
+    pub span_id: Option<&'a str>,
+    /// The trace flags byte (from a `traceparent` only).
+    pub flags: Option<u8>,
+}
+
+fn lower_hex_id(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) && text.bytes().any(|b| b != b'0')
+}
+
+/// The W3C ids in `trace`: a bare 32-hex trace id, or a version-00 `traceparent`
+/// (`00-<trace id>-<parent id>-<flags>`). Anything else, our `tr-…` ids included, gives `None`:
+/// an id is never padded, hashed or cut into shape.
+pub fn trace_context(trace: &str) -> Option<TraceContext<'_>> {
+    if lower_hex_id(trace, 32) {
+        return Some(TraceContext { trace_id: trace, span_id: None, flags: None });
+    }
+    let mut parts = trace.split('-');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("00"), Some(trace_id), Some(span_id), Some(flags), None)
+            if lower_hex_id(trace_id, 32)
+                && lower_hex_id(span_id, 16)
+                && flags.len() == 2
+                && flags.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Some(TraceContext { trace_id, span_id: Some(span_id), flags: u8::from_str_radix(flags, 16).ok() })
+        }
+        _ => None,
+    }
+}
+
+/// Epoch milliseconds as OTLP's `fixed64` nanoseconds: a decimal string, exact (the digits of the
+/// milliseconds followed by six zeros, no floating point). `None` before 1970 or past the
+/// `u64` range (year 2554), where OTLP has no value.
+pub fn unix_nanos(ms: i64) -> Option<UnixNanos> {
+    const MAX_MS: i64 = (u64::MAX / 1_000_000) as i64;
+    (0..=MAX_MS).contains(&ms).then_some(UnixNanos(ms))
+}
+
+/// A nanosecond timestamp serialized as a decimal string; see [`unix_nanos`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixNanos(i64);
+
+impl Serialize for UnixNanos {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 0 {
+            serializer.serialize_str("0")
+        } else {
+            serializer.collect_str(&format_args!("{}000000", self.0))
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    resource_logs: [ResourceLogs<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceLogs<'a> {
+    resource: Resource<'a>,
+    scope_logs: [ScopeLogs<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    attributes: [KeyValue<'a>; 2],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeLogs<'a> {
+    scope: Scope,
+    schema_url: &'static str,
+    log_records: [LogRecord<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Scope {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogRecord<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_unix_nano: Option<UnixNanos>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_time_unix_nano: Option<UnixNanos>,
+    severity_number: u8,
+    severity_text: &'static str,
+    event_name: &'a str,
+    body: Body<'a>,
+    attributes: WithTrace<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<u8>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    string_value: Message<'a>,
+}
+
+/// One attribute: `{"key": …, "value": {…}}`.
+#[derive(Serialize)]
+struct KeyValue<'a> {
+    key: Key<'a>,
+    value: AnyValue<'a>,
+}
+
+/// An attribute key, written in one or two pieces.
+enum Key<'a> {
+    Plain(&'a str),
+    /// `<prefix>.extra` and the extra field's name.
+    Extra(&'a str, &'a str),
+}
+
+impl Serialize for Key<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Key::Plain(key) => serializer.serialize_str(key),
+            Key::Extra(prefix, name) => serializer.collect_str(&format_args!("{prefix}.{name}")),
+        }
+    }
+}
+
+/// An OTLP `AnyValue`.
+enum AnyValue<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StringValue<'a> {
+    string_value: &'a str,
+}
+
+impl Serialize for AnyValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match self {
+            AnyValue::Str(text) => StringValue { string_value: text }.serialize(serializer),
+            AnyValue::Json(value) => {
+                let mut s = serializer.serialize_struct("AnyValue", 1)?;
+                match value {
+                    // An empty AnyValue is OTLP's null.
+                    Value::Null => {}
+                    Value::Bool(b) => s.serialize_field("boolValue", b)?,
+                    Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                        (Some(i), _, _) => s.serialize_field("intValue", &i.to_string())?,
+                        // Past i64: keep every digit as text rather than round it.
+                        (None, Some(u), _) => s.serialize_field("stringValue", &u.to_string())?,
+                        (None, None, Some(f)) => s.serialize_field("doubleValue", &f)?,
+                        (None, None, None) => s.serialize_field("stringValue", &n.to_string())?,
+                    },
+                    Value::String(text) => s.serialize_field("stringValue", text)?,
+                    Value::Array(items) => s.serialize_field("arrayValue", &ArrayValue(items))?,
+                    Value::Object(map) => s.serialize_field("kvlistValue", &KvList(map))?,
+                }
+                s.end()
+            }
+        }
+    }
+}
+
+struct ArrayValue<'a>(&'a [Value]);
+
+impl Serialize for ArrayValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Values<I> {
+            values: I,
+        }
+        struct Items<'a>(&'a [Value]);
+        impl Serialize for Items<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(AnyValue::Json))
+            }
+        }
+        Values { values: Items(self.0) }.serialize(serializer)
+    }
+}
+
+struct KvList<'a>(&'a Map<String, Value>);
+
+impl Serialize for KvList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Values<I> {
+            values: I,
+        }
+        struct Items<'a>(&'a Map<String, Value>);
+        impl Serialize for Items<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(
+                    self.0.iter().map(|(key, value)| KeyValue { key: Key::Plain(key), value: AnyValue::Json(value) }),
+                )
+            }
+        }
+        Values { values: Items(self.0) }.serialize(serializer)
+    }
+}
+
+/// The record's attributes in the order of the worked examples; see [`WithTrace`].
+struct Attributes<'a> {
+    fixed: [Option<KeyValue<'a>>; 16],
+    extra_prefix: &'a str,
+    extra: &'a Map<String, Value>,
+}
+
+fn attr<'a>(key: &'a str, value: &'a str) -> Option<KeyValue<'a>> {
+    Some(KeyValue { key: Key::Plain(key), value: AnyValue::Str(value) })
+}
+
+impl Encoder for OtlpEncoder {
+    fn name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        let e = &enriched.event;
+        let k = &self.keys;
+        let (severity_number, severity_text) = severity(enriched.severity);
+        let context = trace_context(&e.trace);
+        let parts = enriched.target_parts.as_ref();
+        let user = enriched.actor_kind == "user";
+        let attributes = Attributes {
+            fixed: [
+                attr(&k.event_id, &enriched.event_id),
+                attr(&k.action, &e.action),
+                attr(&k.result, &e.result),
+                e.reason.as_deref().and_then(|reason| attr(&k.reason, reason)),
+                attr(&k.actor, &e.actor),
+                attr(&k.actor_type, super::actor_type(enriched)),
+                user.then(|| attr("user.name", &enriched.actor_id)).flatten(),
+                user_email(enriched).and_then(|email| attr("user.email", email)),
+                attr(&k.artifact, &e.artifact),
+                enriched.artifact_version.as_deref().and_then(|version| attr("artifact.version", version)),
+                attr("security_rule.name", &e.policy),
+                attr(&k.policy_mode, &e.mode),
+                attr(&k.target, &e.target),
+                parts.and_then(|t| attr("cloud.provider", &t.provider)),
+                parts.and_then(|t| attr("cloud.region", &t.region)),
+                parts.filter(|_| self.config.kubernetes_targets).and_then(|t| attr("k8s.cluster.name", &t.cluster)),
+            ],
+            extra_prefix: &k.extra,
+            extra: &e.extra,
+        };
+        let request = Request {
+            resource_logs: [ResourceLogs {
+                resource: Resource {
+                    attributes: [
+                        KeyValue { key: Key::Plain("service.name"), value: AnyValue::Str(&self.product.source) },
+                        KeyValue { key: Key::Plain("service.version"), value: AnyValue::Str(&self.product.version) },
+                    ],
+                },
+                scope_logs: [ScopeLogs {
+                    scope: Scope { name: SCOPE_NAME, version: env!("CARGO_PKG_VERSION") },
+                    schema_url: SCHEMA_URL,
+                    log_records: [LogRecord {
+                        time_unix_nano: unix_nanos(e.ts_ms),
+                        observed_time_unix_nano: unix_nanos(enriched.provenance.ingest_ms).filter(|n| n.0 > 0),
+                        severity_number,
+                        severity_text,
+                        event_name: &k.event_name,
+                        body: Body { string_value: Message(enriched) },
+                        attributes: WithTrace { attributes, key: &k.trace_id, trace: &e.trace },
+                        trace_id: context.map(|c| c.trace_id),
+                        span_id: context.and_then(|c| c.span_id),
+                        flags: context.and_then(|c| c.flags),
+                    }],
+                }],
+            }],
+        };
+        write(out, &request);
+    }
+}
+
+/// [`Attributes`] with `<prefix>.trace_id` after the fixed attributes and before the extras.
+struct WithTrace<'a> {
+    attributes: Attributes<'a>,
+    key: &'a str,
+    trace: &'a str,
+}
+
+impl Serialize for WithTrace<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let a = &self.attributes;
+        let mut seq = serializer.serialize_seq(None)?;
+        for attribute in a.fixed.iter().flatten() {
+            seq.serialize_element(attribute)?;
+        }
+        seq.serialize_element(&KeyValue { key: Key::Plain(self.key), value: AnyValue::Str(self.trace) })?;
+        for (name, value) in a.extra {
+            seq.serialize_element(&KeyValue { key: Key::Extra(a.extra_prefix, name), value: AnyValue::Json(value) })?;
+        }
+        seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::siem::json::testing::{enriched, hostile, keys, parse, product, raw_event, SEED_A, SEED_B};
+    use proptest::prelude::*;
+
+    fn encode_with(config: &OtlpConfig, event: &EnrichedEvent) -> Value {
+        let mut out = Vec::new();
+        config.build(&product()).encode(event, &mut out);
+        parse(&out)
+    }
+
+    fn encode(event: &EnrichedEvent) -> Value {
+        encode_with(&OtlpConfig::default(), event)
+    }
+
+    fn record(request: &Value) -> &Value {
+        &request["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    }
+
+    fn attribute<'v>(record: &'v Value, key: &str) -> Option<&'v Value> {
+        let attributes = record["attributes"].as_array().unwrap();
+        let mut found = attributes.iter().filter(|a| a["key"] == key);
+        let first = found.next().map(|a| &a["value"]);
+        assert!(found.next().is_none(), "duplicate attribute {key}");
+        first
+    }
+
+    #[test]
+    fn nanoseconds_are_exact_decimal_strings() {
+        let ns = |ms| serde_json::to_string(&unix_nanos(ms).unwrap()).unwrap();
+        assert_eq!(ns(1_773_480_413_120), "\"1773480413120000000\"");
+        assert_eq!(ns(1_773_480_425_007), "\"1773480425007000000\"");
+        assert_eq!(ns(0), "\"0\"");
+        assert_eq!(ns(1), "\"1000000\"");
+        // The last millisecond that fits a u64 of nanoseconds, and its neighbours.
+        assert_eq!(ns(18_446_744_073_709), "\"18446744073709000000\"");
+        assert!(unix_nanos(18_446_744_073_710).is_none());
+        assert!(unix_nanos(-1).is_none());
+        // A value f64 cannot hold exactly survives unchanged.
+        assert_eq!(ns(9_007_199_254_741), "\"9007199254741000000\"");
+        let r = encode(&enriched(SEED_B, 1_773_480_425_120));
+        assert_eq!(record(&r)["timeUnixNano"], "1773480425007000000");
+        assert_eq!(record(&r)["observedTimeUnixNano"], "1773480425120000000");
+        assert!(record(&encode(&enriched(SEED_B, 0)))["observedTimeUnixNano"].is_null());
+    }
+
+    #[test]
+    fn severities_are_integers_with_text() {
+        let a = record(&encode(&enriched(SEED_A, 0))).clone();
+        assert_eq!((a["severityNumber"].as_u64(), a["severityText"].as_str()), (Some(9), Some("INFO")));
+        let b = record(&encode(&enriched(SEED_B, 0))).clone();
+        assert_eq!((b["severityNumber"].as_u64(), b["severityText"].as_str()), (Some(13), Some("WARN")));
+        assert_eq!(severity(4), (10, "INFO2"));
+        assert_eq!(severity(8), (17, "ERROR"));
+        assert_eq!(severity(10), (21, "FATAL"));
+    }
+
+    #[test]
+    fn only_w3c_trace_ids_reach_trace_id() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_context(id), Some(TraceContext { trace_id: id, span_id: None, flags: None }));
+        let parent = format!("00-{id}-00f067aa0ba902b7-01");
+        assert_eq!(
+            trace_context(&parent),
+            Some(TraceContext { trace_id: id, span_id: Some("00f067aa0ba902b7"), flags: Some(1) })
+        );
+        for bad in [
+            "tr-8f2c7a91-2b14-4e8e",
+            "4BF92F3577B34DA6A3CE929D0E0E4736",
+            "00000000000000000000000000000000",
+            "4bf92f3577b34da6a3ce929d0e0e473",
+            "4bf92f3577b34da6a3ce929d0e0e47366",
+            "4bf92f3577b34da6a3ce929d0e0e473g",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "",
+        ] {
+            assert_eq!(trace_context(bad), None, "{bad}");
+        }
+        let with = |trace: &str| SEED_A.replace("tr-8f2c7a91-2b14-4e8e", trace);
+        let r = encode(&enriched(&with(id), 0));
+        assert_eq!(record(&r)["traceId"], id);
+        assert!(record(&r).get("spanId").is_none());
+        let r = encode(&enriched(&with(&parent), 0));
+        assert_eq!((record(&r)["traceId"].as_str(), record(&r)["spanId"].as_str()), (Some(id), Some("00f067aa0ba902b7")));
+        assert_eq!(record(&r)["flags"], 1);
+        assert_eq!(attribute(record(&r), "runtime_audit.trace_id").unwrap()["stringValue"], parent.as_str());
+        let r = encode(&enriched(SEED_A, 0));
+        assert!(record(&r).get("traceId").is_none() && record(&r).get("spanId").is_none());
+        assert_eq!(attribute(record(&r), "runtime_audit.trace_id").unwrap()["stringValue"], "tr-8f2c7a91-2b14-4e8e");
+    }
+
+    #[test]
+    fn extras_become_typed_attributes() {
+        let text = SEED_A.replace(
+            "}",
+            r#","n":-3,"big":18446744073709551615,"f":0.5,"ok":true,"none":null,"list":[1,"a"],"obj":{"k":"v"}}"#,
+        );
+        let r = encode(&enriched(&text, 0));
+        let rec = record(&r);
+        let a = |key: &str| attribute(rec, &format!("runtime_audit.extra.{key}")).unwrap().clone();
+        assert_eq!(a("n"), serde_json::json!({"intValue":"-3"}));
+        assert_eq!(a("big"), serde_json::json!({"stringValue":"18446744073709551615"}));
+        assert_eq!(a("f"), serde_json::json!({"doubleValue":0.5}));
+        assert_eq!(a("ok"), serde_json::json!({"boolValue":true}));
+        assert_eq!(a("none"), serde_json::json!({}));
+        assert_eq!(a("list"), serde_json::json!({"arrayValue":{"values":[{"intValue":"1"},{"stringValue":"a"}]}}));
+        assert_eq!(a("obj"), serde_json::json!({"kvlistValue":{"values":[{"key":"k","value":{"stringValue":"v"}}]}}));
+    }
+
+    #[test]
+    fn prefix_and_kubernetes_are_configurable() {
+        let config = OtlpConfig { attribute_prefix: "acme.runtime_audit".into(), kubernetes_targets: false };
+        let r = encode_with(&config, &enriched(SEED_A, 0));
+        let rec = record(&r);
+        assert_eq!(rec["eventName"], "acme.runtime_audit.decision");
+        assert!(attribute(rec, "acme.runtime_audit.actor").is_some());
+        assert!(attribute(rec, "k8s.cluster.name").is_none());
+        assert!(OtlpConfig::default().problems().is_empty());
+        for bad in ["", ".x", "x.", "a..b", "a b"] {
+            let config = OtlpConfig { attribute_prefix: bad.into(), ..OtlpConfig::default() };
+            assert_eq!(config.problems().len(), 1, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_round_trips_with_unique_keys(
+            kind in prop_oneof![Just("user".to_owned()), Just("service".to_owned()), hostile()],
+            id in hostile(), action in hostile(), artifact in hostile(), policy in hostile(),
+            target in hostile(), mode in hostile(), trace in hostile(), reason in hostile(),
+            key in hostile(), value in hostile(),
+            result in prop_oneof![Just("allowed".to_owned()), Just("denied".to_owned()), hostile()],
+            ms in 0i64..=18_446_744_073_709,
+        ) {
+            let actor = format!("{kind}:{id}");
+            let mut extra = Map::new();
+            extra.insert(key.clone(), Value::String(value.clone()));
+            let mut event = raw_event(&actor, &action, &artifact, &policy, &target, &mode, &trace, &result, Some(&reason), extra, 6);
+            event.event.ts_ms = ms;
+            let r = encode(&event);
+            // OTLP JSON keys are lowerCamelCase everywhere (attribute names are values).
+            for key in keys(&r, &[]) {
+                prop_assert!(!key.contains('_') && key.starts_with(|c: char| c.is_ascii_lowercase()), "{}", key);
+            }
+            let rec = record(&r);
+            let s = |key: &str| attribute(rec, key).map(|v| v["stringValue"].as_str().unwrap().to_owned());
+            prop_assert_eq!(s("runtime_audit.action"), Some(action.clone()));
+            prop_assert_eq!(s("runtime_audit.actor"), Some(actor.clone()));
+            prop_assert_eq!(s("runtime_audit.artifact"), Some(artifact.clone()));
+            prop_assert_eq!(s("security_rule.name"), Some(policy.clone()));
+            prop_assert_eq!(s("runtime_audit.target"), Some(target.clone()));
+            prop_assert_eq!(s("runtime_audit.policy.mode"), Some(mode.clone()));
+            prop_assert_eq!(s("runtime_audit.trace_id"), Some(trace.clone()));
+            prop_assert_eq!(s("runtime_audit.reason"), Some(reason.clone()));
+            prop_assert_eq!(s(&format!("runtime_audit.extra.{key}")), Some(value.clone()));
+            prop_assert_eq!(rec["body"]["stringValue"].as_str().unwrap(), crate::siem::message(&event));
+            // Time: exact integer nanoseconds as a decimal string.
+            let ns: u128 = rec["timeUnixNano"].as_str().unwrap().parse().unwrap();
+            prop_assert_eq!(ns, ms as u128 * 1_000_000);
+            // traceId only for W3C ids, and then well-formed.
+            match rec.get("traceId") {
+                Some(id) => prop_assert!(lower_hex_id(id.as_str().unwrap(), 32)),
+                None => prop_assert!(trace_context(&trace).is_none()),
+            }
+        }
+    }
+}
