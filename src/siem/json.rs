@@ -164,7 +164,7 @@ pub(crate) mod testing {
             reason: reason.map(str::to_owned),
             extra,
         };
-        let ladder = SeverityLadder { allowed: severity, denied: severity };
+        let ladder = SeverityLadder { allowed: severity, denied: severity, adaptive_raise: 0 };
         enrich(event, &SourceRecord::default(), 1_773_480_413_250, &ladder)
     }
 
