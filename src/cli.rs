@@ -52,6 +52,33 @@ pub enum Command {
         #[arg(long, short)]
         output_dir: PathBuf,
     },
+    /// Generate realistic synthetic events (NDJSON on standard output, or to a topic).
+    Generate {
+        /// How many events.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        count: u64,
+        /// Seed: the same seed gives the same events.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of denied steps, 0 to 1.
+        #[arg(long, default_value_t = 0.1)]
+        deny_ratio: f64,
+        /// Largest out-of-order shift of an event against its event time, in ms.
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: i64,
+        /// Event time of the first event (RFC 3339); default: now minus one hour.
+        #[arg(long)]
+        start: Option<String>,
+        /// Traces open at once.
+        #[arg(long, default_value_t = 50)]
+        concurrent_traces: usize,
+        /// Publish to this topic (keyed by trace id) instead of printing.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Kafka bootstrap servers for `--topic`.
+        #[arg(long, env = "AUDITFLOW_KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
     /// Print the Avro schemas, or register them in the schema registry.
     Schema {
         /// What to do.

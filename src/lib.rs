@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod generate;
 pub mod kafka;
 pub mod metrics;
 pub mod model;

@@ -3,11 +3,12 @@
 
 mod cli;
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use auditflow::config::{Config, ConfigError, RegistryConfig};
+use auditflow::generate::{GenerateSettings, Generator};
 use auditflow::kafka::registry::Registry;
 use auditflow::pipeline::Pipeline;
 use clap::Parser;
@@ -73,6 +74,36 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             eprintln!("replayed {} records", summary.records);
             for (topic, count) in summary.outputs {
                 eprintln!("  {count:>8}  {}", output_dir.join(format!("{topic}.ndjson")).display());
+            }
+            Ok(())
+        }
+        Command::Generate { count, seed, deny_ratio, jitter_ms, start, concurrent_traces, topic, bootstrap } => {
+            let start_ms = match start {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text).context("--start must be RFC 3339")?.timestamp_millis(),
+                None => chrono::Utc::now().timestamp_millis() - 3_600_000,
+            };
+            let settings = GenerateSettings { seed, deny_ratio, jitter_ms, start_ms, concurrent_traces };
+            let mut generator = Generator::new(settings);
+            let events = (0..count).map(move |_| {
+                let event = generator.next_event();
+                let key = event["trace"].as_str().unwrap_or_default().as_bytes().to_vec();
+                (key, serde_json::to_vec(&event).expect("json value serializes"))
+            });
+            match topic {
+                Some(topic) => {
+                    let sent = auditflow::kafka::publish::publish(&bootstrap, &topic, &[], events)
+                        .await
+                        .with_context(|| format!("publishing to {topic} at {bootstrap} (--bootstrap)"))?;
+                    eprintln!("published {sent} events to {topic}");
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    for (_, value) in events {
+                        out.write_all(&value)?;
+                        out.write_all(b"\n")?;
+                    }
+                    out.flush()?;
+                }
             }
             Ok(())
         }

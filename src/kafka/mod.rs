@@ -2,6 +2,7 @@
 //! group and an idempotent producer. All I/O of `auditflow run` lives here.
 
 pub mod offsets;
+pub mod publish;
 pub mod registry;
 pub mod run;
 
