@@ -133,21 +133,46 @@ async fn unreachable_broker_is_reported_in_one_line() {
     assert!(lines[0].contains("kafka.bootstrap_servers"), "{stderr}");
 }
 
-/// Topics that do not exist are named, with the section to change.
+/// A missing input topic is an error naming it; missing output topics are created (and with
+/// `topics.create_missing = false` they are named instead).
 #[tokio::test(flavor = "multi_thread")]
-async fn missing_topics_are_named() {
+async fn missing_inputs_are_named_and_missing_outputs_created() {
+    let run = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("AUDITFLOW_LOG", "off")
+            .output()
+            .unwrap()
+    };
     let dir = tempfile::tempdir().unwrap();
     let raw = unique("absent");
     let config = write_config(dir.path(), &unique("g"), &raw, "audit.none.alerts", "audit.none.dlq", "audit.none.");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("AUDITFLOW_LOG", "off")
-        .output()
-        .unwrap();
+    let output = run(&config);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&raw) && stderr.contains("audit.none.dlq") && stderr.contains("[topics]"), "{stderr}");
+    assert!(stderr.contains(&raw) && stderr.contains("[topics]"), "{stderr}");
+
+    let raw = unique("present");
+    create_topics(&[&raw], 1).await;
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    let config = write_config_with(dir.path(), &unique("g"), &raw, &alerts, &dlq, &prefix, "[topics]\ncreate_missing = false\n");
+    let text = std::fs::read_to_string(&config).unwrap().replacen("[topics]\ncreate_missing = false\n", "", 1).replacen("[topics]\n", "[topics]\ncreate_missing = false\n", 1);
+    std::fs::write(&config, text).unwrap();
+    let output = run(&config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&dlq) && stderr.contains("topics.create_missing = true"), "{stderr}");
+
+    let group = unique("g");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let app = Auditflow::start(&config);
+    produce(&raw, &[Input { partition: 0, key: None, value: Some(b"{bad".to_vec()), headers: vec![] }]).await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("Created topic."), "{log}");
+    assert_eq!(read_all(&dlq).len(), 1, "the created dead-letter topic holds the bad record");
 }
 
 /// `schemas/audit_event.avsc` registers in Apicurio through schema_registry_converter and reads

@@ -66,3 +66,41 @@ async fn metrics_move_with_records_and_ready_reports_the_group() {
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Secrets from the config file or the environment appear neither in `check-config` output nor
+/// in the logs of a run that fails to authenticate.
+#[test]
+fn secrets_never_reach_output_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auditflow.toml");
+    std::fs::write(
+        &path,
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"auditflow\"\n\"sasl.password\" = \"${SASL_SECRET}\"\n[registry]\nurl = \"http://127.0.0.1:1\"\nusername = \"reg\"\npassword = \"file-secret-7731\"\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("SASL_SECRET", "env-secret-4412")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(shown.contains("<redacted>") && shown.contains("sasl.username"), "{shown}");
+    for secret in ["env-secret-4412", "file-secret-7731"] {
+        assert!(!shown.contains(secret), "check-config printed {secret}:\n{shown}");
+    }
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("SASL_SECRET", "env-secret-4412")
+        .env("AUDITFLOW_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let logs = String::from_utf8_lossy(&run.stderr);
+    assert!(logs.contains("cannot reach Kafka"), "{logs}");
+    for secret in ["env-secret-4412", "file-secret-7731"] {
+        assert!(!logs.contains(secret), "the logs show {secret}");
+    }
+}

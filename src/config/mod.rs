@@ -156,12 +156,27 @@ pub struct TopicsConfig {
     pub dead_letter: String,
     /// Prefix of SIEM sink topics; the format name is appended.
     pub siem_prefix: String,
+    /// Create missing output topics at start through the admin API (input topics are never
+    /// created: their partitioning is the producers' decision). Default true.
+    pub create_missing: bool,
+    /// Partitions of created topics; -1 takes the broker's `num.partitions`. Default -1.
+    pub new_topic_partitions: i32,
+    /// Replication factor of created topics; -1 takes the broker's `default.replication.factor`. Default -1.
+    pub new_topic_replication_factor: i32,
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
         let t = Topics::default();
-        TopicsConfig { input: vec!["audit.raw".into()], alerts: t.alerts, dead_letter: t.dead_letter, siem_prefix: t.siem_prefix }
+        TopicsConfig {
+            input: vec!["audit.raw".into()],
+            alerts: t.alerts,
+            dead_letter: t.dead_letter,
+            siem_prefix: t.siem_prefix,
+            create_missing: true,
+            new_topic_partitions: -1,
+            new_topic_replication_factor: -1,
+        }
     }
 }
 

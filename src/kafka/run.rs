@@ -17,6 +17,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
@@ -41,8 +43,8 @@ pub enum RunError {
         /// librdkafka's message.
         detail: String,
     },
-    /// Input or output topics do not exist.
-    #[error("topics missing on {bootstrap}: {}; create them or change [topics]", .missing.join(", "))]
+    /// Input topics (or, with `topics.create_missing = false`, output topics) do not exist.
+    #[error("topics missing on {bootstrap}: {}; create them, change [topics], or set topics.create_missing = true for outputs", .missing.join(", "))]
     MissingTopics {
         /// The configured bootstrap servers.
         bootstrap: String,
@@ -52,6 +54,12 @@ pub enum RunError {
     /// The configuration refers to something unusable (e.g. the policy catalog file).
     #[error("{0}")]
     Config(crate::config::ConfigError),
+    /// The broker refused to create missing output topics.
+    #[error("cannot create topics (topics.create_missing): {}; create them yourself or grant this principal CREATE on the cluster", .refused.join("; "))]
+    CreateTopics {
+        /// `topic: broker error` for each refusal.
+        refused: Vec<String>,
+    },
     /// The metrics endpoint cannot start.
     #[error("cannot serve metrics on {listen} (metrics.listen): {detail}")]
     Metrics {
@@ -235,7 +243,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let mut wanted: Vec<String> = config.topics.input.clone();
     wanted.extend(runner.pipeline.output_topics());
-    check_cluster(&runner.producer, &config.kafka.bootstrap_servers, &wanted).await?;
+    let missing = check_cluster(&runner.producer, &config.kafka.bootstrap_servers, &wanted).await?;
+    let inputs_missing: Vec<String> = missing.iter().filter(|t| config.topics.input.contains(t)).cloned().collect();
+    if !inputs_missing.is_empty() || (!missing.is_empty() && !config.topics.create_missing) {
+        return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing });
+    }
+    if !missing.is_empty() {
+        create_topics(&config, &missing).await?;
+    }
     let inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     runner.consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
     info!(message = "Consuming.", topics = ?inputs, group = %config.kafka.group_id);
@@ -468,8 +483,38 @@ impl Runner {
     }
 }
 
-/// Fetches cluster metadata (off the runtime threads) and checks that every topic exists.
-async fn check_cluster(producer: &FutureProducer, bootstrap: &str, topics: &[String]) -> Result<(), RunError> {
+/// Creates the missing output topics with the configured partitions and replication factor.
+async fn create_topics(config: &Config, missing: &[String]) -> Result<(), RunError> {
+    let admin: AdminClient<DefaultClientContext> = producer_config(&config.kafka)
+        .create()
+        .map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
+    let factor = config.topics.new_topic_replication_factor;
+    let topics: Vec<NewTopic> = missing
+        .iter()
+        .map(|name| NewTopic::new(name, config.topics.new_topic_partitions, TopicReplication::Fixed(factor)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(|source| RunError::Kafka { context: "creating topics", source })?;
+    let mut refused = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => info!(message = "Created topic.", topic = %name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => refused.push(format!("{name}: {code}")),
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::CreateTopics { refused })
+    }
+}
+
+/// Fetches cluster metadata (off the runtime threads); returns the topics that do not exist.
+async fn check_cluster(producer: &FutureProducer, bootstrap: &str, topics: &[String]) -> Result<Vec<String>, RunError> {
     let client = producer.clone();
     let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
         .await
@@ -481,12 +526,9 @@ async fn check_cluster(producer: &FutureProducer, bootstrap: &str, topics: &[Str
     })?;
     let present: Vec<&str> = metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
     let mut missing: Vec<String> = topics.iter().filter(|t| !present.contains(&t.as_str())).cloned().collect();
+    missing.sort();
     missing.dedup();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(RunError::MissingTopics { bootstrap: bootstrap.to_owned(), missing })
-    }
+    Ok(missing)
 }
 
 fn source_record(message: &impl Message) -> SourceRecord {
