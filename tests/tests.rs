@@ -6,6 +6,7 @@
 //!   (addresses from `AUDITFLOW_TEST_BOOTSTRAP` and `AUDITFLOW_TEST_REGISTRY`, loopback defaults).
 
 mod avro;
+mod delivery;
 mod enrich;
 mod golden;
 mod kafka;

@@ -163,7 +163,8 @@ pub struct Auditflow {
 impl Auditflow {
     /// Starts `auditflow run` with the given config file; its logs go to a file beside it.
     pub fn start(config: &Path) -> Auditflow {
-        let log = config.with_extension("log");
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let log = config.with_extension(format!("{}.log", RUNS.fetch_add(1, Ordering::Relaxed)));
         let child = Command::new(env!("CARGO_BIN_EXE_auditflow"))
             .args(["run", "--config"])
             .arg(config)
@@ -191,6 +192,16 @@ impl Auditflow {
             std::thread::sleep(Duration::from_millis(50));
         };
         (status, std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Auditflow {
+    /// Kills the process with SIGKILL (no shutdown at all) and waits for it.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -277,4 +288,22 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
     (0..partitions)
         .map(|p| (p, match got.find_partition(topic, p).map(|e| e.offset()) { Some(Offset::Offset(o)) => o, _ => -1 }))
         .collect()
+}
+
+/// The sum over partitions of `group`'s committed offsets on `topic` (0 for none).
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    committed(group, topic, partitions).iter().map(|(_, o)| (*o).max(0)).sum()
+}
+
+/// Waits until `group` has committed at least `at_least` records of `topic` in total.
+pub fn await_committed_total(group: &str, topic: &str, partitions: i32, at_least: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let total = committed_total(group, topic, partitions);
+        if total >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "group {group} committed {total} of {topic}, waiting for {at_least}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

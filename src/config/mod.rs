@@ -304,11 +304,26 @@ pub struct DeliveryConfig {
     pub commit_interval_ms: u64,
     /// On SIGTERM/SIGINT, how long to wait for in-flight outputs before exiting, in ms. Default 30000.
     pub shutdown_timeout_ms: u64,
+    /// Timestamp of output records: `event` (the event's `ts`, what SIEM connectors use as the
+    /// event time) or `send` (when auditflow sends it). Kafka's time-based retention counts from
+    /// the record timestamp, so with `event`, events older than an output topic's `retention.ms`
+    /// are deleted at the broker's next retention check: use `send` for backfills. Default `event`.
+    pub output_timestamp: OutputTimestamp,
+}
+
+/// Which time output records carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputTimestamp {
+    /// The event time.
+    Event,
+    /// The time of sending.
+    Send,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { max_in_flight: 10_000, commit_interval_ms: 1000, shutdown_timeout_ms: 30_000 }
+        DeliveryConfig { max_in_flight: 10_000, commit_interval_ms: 1000, shutdown_timeout_ms: 30_000, output_timestamp: OutputTimestamp::Event }
     }
 }
 
@@ -483,6 +498,7 @@ impl Config {
                 })
                 .collect(),
             enriched_topic: self.enriched.enabled.then(|| self.enriched.topic.clone()),
+            event_time_timestamps: self.delivery.output_timestamp == OutputTimestamp::Event,
             encoders,
             avro_enabled: self.registry.url.is_some(),
         }

@@ -83,6 +83,9 @@ pub struct PipelineSettings {
     pub routes: Vec<Route>,
     /// Topic of the enriched Avro output; written once the shell calls [`Pipeline::enable_enriched`].
     pub enriched_topic: Option<String>,
+    /// Stamp outputs with the event time (true) or leave the timestamp to the producer (false:
+    /// the time of sending). Dead letters keep the input record's timestamp either way.
+    pub event_time_timestamps: bool,
 }
 
 /// The core pipeline. See the module docs for the data flow.
@@ -166,6 +169,7 @@ impl Pipeline {
         let event = validate::validate(raw, &self.settings.validate)?;
         let enriched = self.enricher.enrich(event, record, now_ms);
         let mut outputs = Vec::with_capacity(self.siem_topics.len() + 1);
+        let stamp = self.settings.event_time_timestamps.then_some(enriched.event.ts_ms);
         let event_key = enriched.event_id.as_bytes().to_vec();
         for (encoder, topic) in self.settings.encoders.iter().zip(&self.siem_topics) {
             let mut payload = Vec::with_capacity(1024);
@@ -175,7 +179,7 @@ impl Pipeline {
                 key: Some(event_key.clone()),
                 payload: Some(payload),
                 headers: Vec::new(),
-                timestamp_ms: Some(enriched.event.ts_ms),
+                timestamp_ms: stamp,
             });
         }
         let trace_key = enriched.event.trace.as_bytes();
@@ -187,7 +191,7 @@ impl Pipeline {
                 key: Some(trace_key.to_vec()),
                 payload: Some(payload),
                 headers: Vec::new(),
-                timestamp_ms: Some(enriched.event.ts_ms),
+                timestamp_ms: stamp,
             });
         }
         for route in self.settings.routes.iter().filter(|r| r.when.eval(&enriched)) {
@@ -198,7 +202,7 @@ impl Pipeline {
                 key: Some(trace_key.to_vec()),
                 payload: Some(payload),
                 headers: vec![("auditflow.route".to_owned(), Some(route.name.as_bytes().to_vec()))],
-                timestamp_ms: Some(enriched.event.ts_ms),
+                timestamp_ms: stamp,
             });
         }
         if route::is_alert(&enriched) {
@@ -209,7 +213,7 @@ impl Pipeline {
                 key: Some(enriched.event.trace.as_bytes().to_vec()),
                 payload: Some(payload),
                 headers: Vec::new(),
-                timestamp_ms: Some(enriched.event.ts_ms),
+                timestamp_ms: stamp,
             });
         }
         Ok(outputs)
