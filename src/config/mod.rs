@@ -12,10 +12,10 @@ use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::enrich::SeverityLadder;
 use crate::pipeline::validate::ValidateSettings;
 use crate::pipeline::{PipelineSettings, Topics};
-use crate::siem::{ecs::EcsConfig, Encoder, Product};
+use crate::siem::{cef::CefConfig, ecs::EcsConfig, leef::LeefConfig, splunk::SplunkConfig, Encoder, Product};
 
 /// The SIEM formats this build can write.
-pub const KNOWN_FORMATS: &[&str] = &["ecs"];
+pub const KNOWN_FORMATS: &[&str] = &["ecs", "splunk", "cef", "leef"];
 
 /// A configuration that could not be loaded or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -182,11 +182,24 @@ pub struct SiemConfig {
     pub product: Product,
     /// Elastic Common Schema settings.
     pub ecs: EcsConfig,
+    /// Splunk HEC envelope settings.
+    pub splunk: SplunkConfig,
+    /// ArcSight CEF settings.
+    pub cef: CefConfig,
+    /// QRadar LEEF settings.
+    pub leef: LeefConfig,
 }
 
 impl Default for SiemConfig {
     fn default() -> Self {
-        SiemConfig { formats: vec!["ecs".into()], product: Product::default(), ecs: EcsConfig::default() }
+        SiemConfig {
+            formats: vec!["ecs".into()],
+            product: Product::default(),
+            ecs: EcsConfig::default(),
+            splunk: SplunkConfig::default(),
+            cef: CefConfig::default(),
+            leef: LeefConfig::default(),
+        }
     }
 }
 
@@ -293,6 +306,12 @@ impl Config {
             }
         }
         problems.extend(self.siem.ecs.problems());
+        problems.extend(self.siem.splunk.problems());
+        problems.extend(self.siem.cef.problems());
+        problems.extend(self.siem.leef.problems());
+        if self.siem.formats.iter().any(|f| f == "leef") {
+            problems.extend(LeefConfig::product_problems(&self.siem.product));
+        }
         if self.limits.max_record_bytes == 0 {
             problems.push("limits.max_record_bytes: must be at least 1".to_owned());
         }
@@ -320,6 +339,9 @@ impl Config {
             .filter_map(|format| -> Option<Box<dyn Encoder>> {
                 match format.as_str() {
                     "ecs" => Some(Box::new(self.siem.ecs.build(&self.siem.product))),
+                    "splunk" => Some(Box::new(self.siem.splunk.build(&self.siem.product))),
+                    "cef" => Some(Box::new(self.siem.cef.build(&self.siem.product))),
+                    "leef" => Some(Box::new(self.siem.leef.build(&self.siem.product))),
                     _ => None,
                 }
             })
@@ -372,6 +394,28 @@ mod tests {
         assert!(problems[0].starts_with("topics.input:"));
         assert!(problems[1].starts_with("siem.formats[1]:"));
         assert!(problems[2].starts_with("siem.ecs.namespace:"));
+    }
+
+    #[test]
+    fn every_known_format_builds_its_encoder() {
+        let mut config = Config::default();
+        config.siem.formats = KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+        config.validate().unwrap();
+        let names: Vec<&str> = config.pipeline_settings().encoders.iter().map(|e| e.name()).collect();
+        assert_eq!(names, KNOWN_FORMATS);
+    }
+
+    #[test]
+    fn leef_checks_the_product_identity_only_when_enabled() {
+        let mut config = Config::parse("[siem.product]\nvendor = \"A|B\"\n[siem.splunk]\nindex = \"Main\"\n").unwrap();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("siem.splunk.index:"));
+        config.siem.splunk.index = None;
+        config.siem.formats.push("leef".into());
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("siem.product.vendor:"));
     }
 
     #[test]
