@@ -20,63 +20,86 @@ pub fn truncate_utf8(text: &str, max_bytes: usize) -> &str {
     &text[..end]
 }
 
-/// Appends `text` to `out`, replacing each byte for which `replace` returns `Some` by that
-/// sequence; runs of untouched bytes are copied at once. Only ASCII bytes may be replaced, so the
-/// result stays valid UTF-8.
-#[inline]
-fn write_mapped(out: &mut Vec<u8>, text: &str, replace: impl Fn(u8) -> Option<&'static [u8]>) {
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        if let Some(with) = replace(byte) {
-            out.extend_from_slice(&bytes[start..index]);
-            out.extend_from_slice(with);
-            start = index + 1;
+/// Index of the first byte of `bytes` for which `special` holds.
+///
+/// `special` must be a branch-free test (comparisons joined with `|`): whole 16-byte chunks are
+/// tested with a fold the compiler turns into SIMD compares, and only a chunk that has a hit is
+/// searched byte by byte. Most values have no special byte at all and cost one pass of wide
+/// compares.
+#[inline(always)]
+fn find_special(bytes: &[u8], special: impl Fn(u8) -> bool + Copy) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(16);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |hit, &b| hit | special(b)) {
+            return chunk.iter().position(|&b| special(b)).map(|at| offset + at);
         }
+        offset += 16;
     }
-    out.extend_from_slice(&bytes[start..]);
+    chunks.remainder().iter().position(|&b| special(b)).map(|at| offset + at)
+}
+
+/// Appends `text` to `out`, replacing each byte for which `special` holds by `replace(byte)`;
+/// runs of untouched bytes are copied at once. Only ASCII bytes may be special, so the result
+/// stays valid UTF-8.
+#[inline(always)]
+fn write_mapped(
+    out: &mut Vec<u8>,
+    text: &str,
+    special: impl Fn(u8) -> bool + Copy,
+    replace: impl Fn(u8) -> &'static [u8],
+) {
+    let mut rest = text.as_bytes();
+    while let Some(at) = find_special(rest, special) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(replace(rest[at]));
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
 }
 
 /// Appends a CEF header field: `\` → `\\`, `|` → `\|`, CR and LF → one space each; `=` and
 /// everything else unchanged.
 pub fn cef_header(out: &mut Vec<u8>, text: &str) {
-    write_mapped(out, text, |byte| match byte {
-        b'\\' => Some(b"\\\\"),
-        b'|' => Some(b"\\|"),
-        b'\r' | b'\n' => Some(b" "),
-        _ => None,
-    });
+    write_mapped(
+        out,
+        text,
+        |b| (b == b'\\') | (b == b'|') | (b == b'\r') | (b == b'\n'),
+        |b| match b {
+            b'\\' => b"\\\\",
+            b'|' => b"\\|",
+            _ => b" ",
+        },
+    );
 }
 
 /// Appends a CEF extension value: `\` → `\\`, `=` → `\=`, LF → `\n`, CR → `\r` (two characters
 /// each); `|` and everything else unchanged.
 pub fn cef_extension(out: &mut Vec<u8>, text: &str) {
-    write_mapped(out, text, |byte| match byte {
-        b'\\' => Some(b"\\\\"),
-        b'=' => Some(b"\\="),
-        b'\n' => Some(b"\\n"),
-        b'\r' => Some(b"\\r"),
-        _ => None,
-    });
+    write_mapped(
+        out,
+        text,
+        |b| (b == b'\\') | (b == b'=') | (b == b'\n') | (b == b'\r'),
+        |b| match b {
+            b'\\' => b"\\\\",
+            b'=' => b"\\=",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        },
+    );
 }
 
 /// Appends a LEEF attribute value. LEEF has no escaping, so TAB (the attribute delimiter), CR and
 /// LF each become one space; `|`, `=`, `\` and everything else stay as they are.
 pub fn leef_value(out: &mut Vec<u8>, text: &str) {
-    write_mapped(out, text, |byte| match byte {
-        b'\t' | b'\r' | b'\n' => Some(b" "),
-        _ => None,
-    });
+    write_mapped(out, text, |b| (b == b'\t') | (b == b'\r') | (b == b'\n'), |_| b" ");
 }
 
 /// Appends a LEEF header field (vendor, product, version), which can be neither escaped nor
 /// contain `|`: `|` and ASCII control characters become `_`. Configuration validation rejects such
 /// values; this keeps an encoder built without validation safe.
 pub fn leef_header(out: &mut Vec<u8>, text: &str) {
-    write_mapped(out, text, |byte| match byte {
-        b'|' | 0..=0x1f | 0x7f => Some(b"_"),
-        _ => None,
-    });
+    write_mapped(out, text, |b| (b == b'|') | (b < 0x20) | (b == 0x7f), |_| b"_");
 }
 
 /// Whether `c` may appear in a LEEF EventID (`[A-Za-z0-9._:-]`).
@@ -335,6 +358,25 @@ mod tests {
             prop_assert!(!run(leef_value, &text).contains('\t'));
             prop_assert!(!run(leef_header, &text).contains('|'));
             prop_assert!(run(leef_event_id, &text).chars().all(is_leef_event_id_char));
+        }
+
+        /// The chunked writers equal a plain character-by-character mapping, whatever the
+        /// position of the special bytes relative to the 16-byte chunks.
+        #[test]
+        fn writers_equal_a_character_by_character_mapping(text in crate::siem::test_support::hostile_string()) {
+            let naive = |map: fn(char) -> Option<&'static str>| -> String {
+                text.chars().map(|c| map(c).map_or_else(|| c.to_string(), str::to_owned)).collect()
+            };
+            prop_assert_eq!(run(cef_header, &text), naive(|c| match c {
+                '\\' => Some("\\\\"), '|' => Some("\\|"), '\r' | '\n' => Some(" "), _ => None,
+            }));
+            prop_assert_eq!(run(cef_extension, &text), naive(|c| match c {
+                '\\' => Some("\\\\"), '=' => Some("\\="), '\n' => Some("\\n"), '\r' => Some("\\r"), _ => None,
+            }));
+            prop_assert_eq!(run(leef_value, &text), naive(|c| match c { '\t' | '\r' | '\n' => Some(" "), _ => None }));
+            prop_assert_eq!(run(leef_header, &text), naive(|c| match c {
+                '|' | '\u{0}'..='\u{1f}' | '\u{7f}' => Some("_"), _ => None,
+            }));
         }
 
         #[test]
