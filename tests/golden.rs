@@ -85,3 +85,36 @@ fn docs_show_the_golden_records() {
         }
     }
 }
+
+#[test]
+fn splunk_matches_golden_files() {
+    check_format("splunk");
+}
+
+#[test]
+fn cef_matches_golden_files() {
+    check_format("cef");
+}
+
+#[test]
+fn leef_matches_golden_files() {
+    check_format("leef");
+}
+
+/// The worked examples on the format pages are the golden files, unchanged.
+#[test]
+fn docs_show_the_golden_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for format in ["splunk", "cef", "leef"] {
+        let page = std::fs::read_to_string(root.join(format!("docs/siem/{format}.md"))).unwrap();
+        for case in ["seed_a", "seed_b", "hostile"] {
+            let path = root.join(format!("tests/data/siem/{format}/{case}.expected"));
+            let expected = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                page.contains(&format!("\n{expected}```")),
+                "docs/siem/{format}.md does not show {} as a line of its own",
+                path.display()
+            );
+        }
+    }
+}

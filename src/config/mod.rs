@@ -16,10 +16,13 @@ use crate::pipeline::route::predicate::Predicate;
 use crate::pipeline::route::Route;
 use crate::pipeline::validate::ValidateSettings;
 use crate::pipeline::{PipelineSettings, Topics};
-use crate::siem::{asim::AsimConfig, ecs::EcsConfig, ocsf::OcsfConfig, otlp::OtlpConfig, udm::UdmConfig, Encoder, Product};
+use crate::siem::{
+    asim::AsimConfig, cef::CefConfig, ecs::EcsConfig, leef::LeefConfig, ocsf::OcsfConfig, otlp::OtlpConfig,
+    splunk::SplunkConfig, udm::UdmConfig, Encoder, Product,
+};
 
 /// The SIEM formats this build can write.
-pub const KNOWN_FORMATS: &[&str] = &["ecs", "ocsf", "udm", "asim", "otlp"];
+pub const KNOWN_FORMATS: &[&str] = &["ecs", "splunk", "cef", "leef", "ocsf", "udm", "asim", "otlp"];
 
 /// A configuration that could not be loaded or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +280,12 @@ pub struct SiemConfig {
     pub asim: AsimConfig,
     /// OpenTelemetry OTLP JSON logs settings.
     pub otlp: OtlpConfig,
+    /// Splunk HEC envelope settings.
+    pub splunk: SplunkConfig,
+    /// ArcSight CEF settings.
+    pub cef: CefConfig,
+    /// QRadar LEEF settings.
+    pub leef: LeefConfig,
 }
 
 impl Default for SiemConfig {
@@ -289,6 +298,9 @@ impl Default for SiemConfig {
             udm: UdmConfig::default(),
             asim: AsimConfig::default(),
             otlp: OtlpConfig::default(),
+            splunk: SplunkConfig::default(),
+            cef: CefConfig::default(),
+            leef: LeefConfig::default(),
         }
     }
 }
@@ -424,6 +436,12 @@ impl Config {
         problems.extend(self.siem.ocsf.problems());
         problems.extend(self.siem.asim.problems());
         problems.extend(self.siem.otlp.problems());
+        problems.extend(self.siem.splunk.problems());
+        problems.extend(self.siem.cef.problems());
+        problems.extend(self.siem.leef.problems());
+        if self.siem.formats.iter().any(|f| f == "leef") {
+            problems.extend(LeefConfig::product_problems(&self.siem.product));
+        }
         if self.limits.max_record_bytes == 0 {
             problems.push("limits.max_record_bytes: must be at least 1".to_owned());
         }
@@ -466,6 +484,9 @@ impl Config {
                     "udm" => Some(Box::new(self.siem.udm.build(&self.siem.product))),
                     "asim" => Some(Box::new(self.siem.asim.build(&self.siem.product))),
                     "otlp" => Some(Box::new(self.siem.otlp.build(&self.siem.product))),
+                    "splunk" => Some(Box::new(self.siem.splunk.build(&self.siem.product))),
+                    "cef" => Some(Box::new(self.siem.cef.build(&self.siem.product))),
+                    "leef" => Some(Box::new(self.siem.leef.build(&self.siem.product))),
                     _ => None,
                 }
             })
@@ -503,6 +524,29 @@ impl Config {
             avro_enabled: self.registry.url.is_some(),
         }
     }
+}
+
+impl Config {
+    /// A copy safe to print: passwords, secrets and keys replaced by `<redacted>`.
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        for map in [&mut copy.kafka.properties, &mut copy.kafka.consumer_properties, &mut copy.kafka.producer_properties] {
+            for (key, value) in map.iter_mut() {
+                if is_secret_key(key) {
+                    *value = "<redacted>".into();
+                }
+            }
+        }
+        if copy.registry.password.is_some() {
+            copy.registry.password = Some("<redacted>".into());
+        }
+        copy
+    }
+}
+
+/// librdkafka property names whose values are secrets.
+fn is_secret_key(key: &str) -> bool {
+    ["password", "secret", "key.pem", "sasl.oauthbearer.config", "ssl.key"].iter().any(|s| key.contains(s))
 }
 
 #[cfg(test)]
@@ -569,6 +613,19 @@ mod tests {
     }
 
     #[test]
+    fn leef_checks_the_product_identity_only_when_enabled() {
+        let mut config = Config::parse("[siem.product]\nvendor = \"A|B\"\n[siem.splunk]\nindex = \"Main\"\n").unwrap();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("siem.splunk.index:"));
+        config.siem.splunk.index = None;
+        config.siem.formats.push("leef".into());
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("siem.product.vendor:"));
+    }
+
+    #[test]
     fn env_references_and_overrides_apply() {
         let mut config = Config::parse("[kafka.properties]\n\"sasl.password\" = \"${KPASS}\"\n").unwrap();
         let env = |name: &str| match name {
@@ -583,27 +640,4 @@ mod tests {
         let error = config.apply_env(|_| None).unwrap_err().to_string();
         assert!(error.contains("kafka.properties.\"sasl.password\": environment variable MISSING is not set"), "{error}");
     }
-}
-
-impl Config {
-    /// A copy safe to print: passwords, secrets and keys replaced by `<redacted>`.
-    pub fn redacted(&self) -> Config {
-        let mut copy = self.clone();
-        for map in [&mut copy.kafka.properties, &mut copy.kafka.consumer_properties, &mut copy.kafka.producer_properties] {
-            for (key, value) in map.iter_mut() {
-                if is_secret_key(key) {
-                    *value = "<redacted>".into();
-                }
-            }
-        }
-        if copy.registry.password.is_some() {
-            copy.registry.password = Some("<redacted>".into());
-        }
-        copy
-    }
-}
-
-/// librdkafka property names whose values are secrets.
-fn is_secret_key(key: &str) -> bool {
-    ["password", "secret", "key.pem", "sasl.oauthbearer.config", "ssl.key"].iter().any(|s| key.contains(s))
 }

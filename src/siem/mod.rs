@@ -10,6 +10,12 @@ pub mod json;
 pub mod ocsf;
 pub mod otlp;
 pub mod udm;
+pub mod cef;
+pub mod escape;
+pub mod leef;
+pub mod splunk;
+#[cfg(test)]
+mod test_support;
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +83,13 @@ pub fn message(event: &EnrichedEvent) -> String {
         "{} of {} on {} by {} {} by policy {}",
         e.action, e.artifact, e.target, e.actor, e.result, e.policy
     )
+}
+
+/// The pieces of [`message`], in order, for encoders that write (and truncate) the summary
+/// without building the string.
+pub fn message_parts(event: &EnrichedEvent) -> [&str; 11] {
+    let e = &event.event;
+    [&e.action, " of ", &e.artifact, " on ", &e.target, " by ", &e.actor, " ", &e.result, " by policy ", &e.policy]
 }
 
 /// ECS-style outcome of a decision.
