@@ -226,6 +226,9 @@ pub fn write_config_with(dir: &Path, group: &str, input: &str, alerts: &str, dlq
 [kafka]
 bootstrap_servers = "{bootstrap}"
 group_id = "{group}"
+[kafka.consumer_properties]
+# The broker's minimum: a killed instance's partitions move on within seconds.
+"session.timeout.ms" = "6000"
 [topics]
 input = ["{input}"]
 alerts = "{alerts}"
