@@ -123,6 +123,32 @@ async fn graceful_stop_commits_and_restart_reprocesses_nothing() {
     assert!(ids.iter().chain(&sentinels).all(|id| seen.contains_key(id)));
 }
 
+/// Backpressure: with a bound of 8 records in flight and a 16-message producer queue, the
+/// consumer pauses instead of buffering, memory stays small, and every event still arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn tiny_limits_pause_the_consumer_and_lose_nothing() {
+    let s = scenario(2).await;
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let text = text.replace("[delivery]\n", "[delivery]\nmax_in_flight = 8\n")
+        + "\n[kafka.producer_properties]\n\"queue.buffering.max.messages\" = \"16\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&s.config, text).unwrap();
+    let count = 3000;
+    let (ids, _) = publish_events(&s.raw, count, 15, 2).await;
+    let app = Auditflow::start(&s.config);
+    let addr = metrics_addr(&app);
+    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(120));
+    let (_, metrics) = get(&addr, "/metrics");
+    let pauses = sample(&metrics, "auditflow_consumer_pauses_total", &[("cause", "in_flight")]).unwrap_or(0.0);
+    assert!(pauses > 0.0, "the in-flight bound paused the consumer:\n{metrics}");
+    let peak_kib = peak_rss_kib(app.pid());
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    eprintln!("backpressure: {pauses} pauses, peak RSS {} MiB", peak_kib / 1024);
+    assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB");
+    let seen = ecs_ids(&s.ecs);
+    assert!(ids.iter().all(|id| seen.contains_key(id)));
+}
+
 /// The broker stops and starts while auditflow runs: it survives, resumes and loses nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn exclusive_broker_restart_is_survived() {

@@ -1,30 +1,8 @@
 //! Operations: the metrics, health and readiness endpoints of a running `auditflow`.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::util::*;
-
-/// A plain HTTP/1.0 GET; returns (status code, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
-
-/// The value of one sample line `name{labels} value` in a Prometheus text exposition.
-fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    body.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse().ok())?
-    })
-}
 
 /// The endpoint reports readiness once the group is joined, and its counters move with the
 /// records: received per topic, produced per topic, dead letters by code, latency histograms.
@@ -38,9 +16,7 @@ async fn metrics_move_with_records_and_ready_reports_the_group() {
     let group = unique("group");
     let config = write_config_with(dir.path(), &group, &raw, &alerts, &dlq, &prefix, "[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let app = Auditflow::start(&config);
-    await_log(&app.log, "Serving /metrics", Duration::from_secs(30));
-    let log = std::fs::read_to_string(&app.log).unwrap();
-    let addr = regex::Regex::new(r"addr=(127\.0\.0\.1:\d+)").unwrap().captures(&log).unwrap()[1].to_owned();
+    let addr = metrics_addr(&app);
     assert_eq!(get(&addr, "/health").0, 200);
     assert_eq!(get(&addr, "/nope").0, 404);
     await_log(&app.log, "Assignment changed.", Duration::from_secs(30));

@@ -7,6 +7,7 @@ pub fn golden_config() -> Config {
     Config::parse(include_str!("data/config/golden.toml")).expect("golden config parses")
 }
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -176,6 +177,11 @@ impl Auditflow {
         Auditflow { child: Some(child), log }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// Sends SIGTERM and waits for exit; returns the exit status and the log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();
@@ -309,4 +315,39 @@ pub fn await_committed_total(group: &str, topic: &str, partitions: i32, at_least
         assert!(Instant::now() < deadline, "group {group} committed {total} of {topic}, waiting for {at_least}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A plain HTTP/1.0 GET; returns (status code, body).
+pub fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line `name{labels} value` in a Prometheus text exposition.
+pub fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse().ok())?
+    })
+}
+
+
+/// The metrics address a running auditflow logged (`metrics.listen` with port 0).
+pub fn metrics_addr(app: &Auditflow) -> String {
+    await_log(&app.log, "Serving /metrics", Duration::from_secs(30));
+    let log = std::fs::read_to_string(&app.log).unwrap();
+    regex::Regex::new(r"addr=(127\.0\.0\.1:\d+)").unwrap().captures(&log).unwrap()[1].to_owned()
+}
+
+/// Peak resident memory of a process in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
 }

@@ -20,7 +20,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::registry::{Registry, RegistryError};
@@ -178,6 +178,8 @@ struct Runner {
     /// Records received but not yet processed, in order: filled while the registry is down.
     backlog: VecDeque<SourceRecord>,
     blocked: Option<Blocked>,
+    /// Whether consumption is paused (see `can_take`).
+    paused: bool,
     dead_letter: String,
     max_in_flight: usize,
     catalog: CatalogWatch,
@@ -224,6 +226,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         in_flight: FuturesUnordered::new(),
         backlog: VecDeque::new(),
         blocked: None,
+        paused: false,
         dead_letter: config.topics.dead_letter.clone(),
         max_in_flight: config.delivery.max_in_flight,
         catalog: CatalogWatch { path: config.enrich.policy_catalog.clone(), loaded: None },
@@ -261,7 +264,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         runner.drain_backlog().await?;
-        let can_take = runner.blocked.is_some() || (runner.backlog.is_empty() && runner.has_room());
+        let can_take = runner.can_take();
         let retry_at = runner.blocked.as_ref().map(|b| b.retry_at);
         tokio::select! {
             biased;
@@ -338,12 +341,6 @@ impl Runner {
 
     /// Pauses every assigned partition until the registry answers for `schema_id`.
     fn block(&mut self, schema_id: u32) {
-        if let Ok(assignment) = self.consumer.assignment() {
-            if let Err(error) = self.consumer.pause(&assignment) {
-                warn!(message = "Pausing partitions failed.", %error);
-            }
-        }
-        metrics::gauge!("auditflow_consumer_paused").set(1.0);
         self.blocked = Some(Blocked {
             schema_id,
             backoff: REGISTRY_BACKOFF_MIN,
@@ -355,16 +352,36 @@ impl Runner {
         let Some(blocked) = self.blocked.take() else { return };
         if self.load_schema(blocked.schema_id).await {
             info!(message = "Schema registry is back; resuming.", schema_id = blocked.schema_id);
-            if let Ok(assignment) = self.consumer.assignment() {
-                if let Err(error) = self.consumer.resume(&assignment) {
-                    warn!(message = "Resuming partitions failed.", %error);
-                }
-            }
-            metrics::gauge!("auditflow_consumer_paused").set(0.0);
         } else {
             let backoff = (blocked.backoff * 2).min(REGISTRY_BACKOFF_MAX);
             self.blocked = Some(Blocked { backoff, retry_at: tokio::time::Instant::now() + backoff, ..blocked });
         }
+    }
+
+    /// Whether the loop may take another record from the consumer: not while the registry
+    /// blocks, records wait in the backlog, or the in-flight bound is reached. While it may not,
+    /// the consumer is simply not polled: librdkafka stops fetching once its own queue
+    /// (`queued.max.messages.kbytes`) is full, so memory stays bounded, and nothing fetched is
+    /// purged. (librdkafka's pause/resume purges pre-fetched records; with rust-rdkafka's
+    /// StreamConsumer we saw consumption stall after many pause/resume cycles, so it is not used.)
+    fn can_take(&mut self) -> bool {
+        let cause = if self.blocked.is_some() {
+            Some("registry")
+        } else if !self.has_room() {
+            Some("in_flight")
+        } else {
+            None
+        };
+        let can = cause.is_none() && self.backlog.is_empty();
+        if let Some(cause) = cause.filter(|_| !self.paused) {
+            debug!(message = "Consumption paused.", cause);
+            metrics::counter!("auditflow_consumer_pauses_total", "cause" => cause).increment(1);
+        }
+        if self.paused != cause.is_some() {
+            self.paused = cause.is_some();
+            metrics::gauge!("auditflow_consumer_paused").set(if self.paused { 1.0 } else { 0.0 });
+        }
+        can
     }
 
     /// Runs the core on one record and sends every output.
