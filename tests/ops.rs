@@ -80,3 +80,46 @@ fn secrets_never_reach_output_or_logs() {
         assert!(!logs.contains(secret), "the logs show {secret}");
     }
 }
+
+/// SCRAM-SHA-512 on the local broker's SASL listener: the right password processes records, a
+/// wrong one exits at start with one line that names the settings to check.
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_authentication_works_and_bad_credentials_are_named() {
+    let sasl = std::env::var("AUDITFLOW_TEST_SASL_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9094".into());
+    let user = std::env::var("AUDITFLOW_TEST_SASL_USERNAME").unwrap_or_else(|_| "auditflow".into());
+    let password = std::env::var("AUDITFLOW_TEST_SASL_PASSWORD").unwrap_or_else(|_| "auditflow-local-secret".into());
+    let raw = unique("scram");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let secure = |password_ref: &str| {
+        std::fs::read_to_string(&config).unwrap().replace(&format!("bootstrap_servers = \"{}\"", bootstrap()), &format!("bootstrap_servers = \"{sasl}\"")).replace(
+            "[kafka.consumer_properties]",
+            &format!("[kafka.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{user}\"\n\"sasl.password\" = \"{password_ref}\"\n[kafka.consumer_properties]"),
+        )
+    };
+    std::fs::write(&config, secure("${TEST_SASL_PASSWORD}")).unwrap();
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("TEST_SASL_PASSWORD", "not-the-password")
+        .env("AUDITFLOW_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("authentication to Kafka") && stderr.contains("sasl.password"), "{stderr}");
+
+    std::env::set_var("TEST_SASL_PASSWORD", &password);
+    let app = Auditflow::start(&config);
+    produce(&raw, &[Input { partition: 0, key: None, value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()), headers: vec![] }]).await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(&password), "the password is not logged");
+    assert_eq!(read_all(&format!("{prefix}ecs")).len(), 1);
+}

@@ -16,7 +16,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -42,6 +42,14 @@ pub enum RunError {
         secs: u64,
         /// librdkafka's message.
         detail: String,
+    },
+    /// The broker rejected the credentials.
+    #[error("authentication to Kafka at {bootstrap} failed: check kafka.properties sasl.username / sasl.password (and sasl.mechanism, security.protocol): {reason}")]
+    Authentication {
+        /// The configured bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's reason.
+        reason: String,
     },
     /// Input topics (or, with `topics.create_missing = false`, output topics) do not exist.
     #[error("topics missing on {bootstrap}: {}; create them, change [topics], or set topics.create_missing = true for outputs", .missing.join(", "))]
@@ -79,6 +87,32 @@ pub enum RunError {
         /// The client error.
         source: KafkaError,
     },
+}
+
+/// The producer, with a context that remembers authentication failures for start-up errors.
+type Producer = FutureProducer<ErrorContext>;
+
+/// Remembers the last authentication failure librdkafka reported (and logs every error as the
+/// default context does).
+#[derive(Default, Clone)]
+pub struct ErrorContext {
+    authentication: Arc<Mutex<Option<String>>>,
+}
+
+impl ErrorContext {
+    /// librdkafka's reason of the last authentication failure, if there was one.
+    fn authentication_failure(&self) -> Option<String> {
+        self.authentication.lock().expect("error context lock").clone()
+    }
+}
+
+impl ClientContext for ErrorContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            *self.authentication.lock().expect("error context lock") = Some(reason.to_owned());
+        }
+        error!(message = "Kafka client error.", %error, reason);
+    }
 }
 
 /// How long start-up waits for the cluster's metadata.
@@ -173,7 +207,7 @@ struct Runner {
     registry: Option<Registry>,
     tracker: Arc<Mutex<OffsetTracker>>,
     consumer: Arc<StreamConsumer<RunContext>>,
-    producer: FutureProducer,
+    producer: Producer,
     in_flight: FuturesUnordered<BoxFuture<'static, Delivered>>,
     /// Records received but not yet processed, in order: filled while the registry is down.
     backlog: VecDeque<SourceRecord>,
@@ -213,8 +247,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone() })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
-    let producer: FutureProducer = producer_config(&config.kafka)
-        .create()
+    let errors = ErrorContext::default();
+    let producer: Producer = producer_config(&config.kafka)
+        .create_with_context(errors.clone())
         .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
     let registry = Registry::from_config(&config.registry).map_err(RunError::Registry)?;
     let mut runner = Runner {
@@ -246,7 +281,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let mut wanted: Vec<String> = config.topics.input.clone();
     wanted.extend(runner.pipeline.output_topics());
-    let missing = check_cluster(&runner.producer, &config.kafka.bootstrap_servers, &wanted).await?;
+    let missing = check_cluster(&runner.producer, &errors, &config.kafka.bootstrap_servers, &wanted).await?;
     let inputs_missing: Vec<String> = missing.iter().filter(|t| config.topics.input.contains(t)).cloned().collect();
     if !inputs_missing.is_empty() || (!missing.is_empty() && !config.topics.create_missing) {
         return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing });
@@ -531,15 +566,16 @@ async fn create_topics(config: &Config, missing: &[String]) -> Result<(), RunErr
 }
 
 /// Fetches cluster metadata (off the runtime threads); returns the topics that do not exist.
-async fn check_cluster(producer: &FutureProducer, bootstrap: &str, topics: &[String]) -> Result<Vec<String>, RunError> {
+async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &str, topics: &[String]) -> Result<Vec<String>, RunError> {
     let client = producer.clone();
     let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
         .await
         .expect("metadata task");
-    let metadata = metadata.map_err(|error| RunError::Unreachable {
-        bootstrap: bootstrap.to_owned(),
-        secs: CONNECT_TIMEOUT.as_secs(),
-        detail: error.to_string(),
+    let metadata = metadata.map_err(|error| {
+        if let Some(reason) = errors.authentication_failure() {
+            return RunError::Authentication { bootstrap: bootstrap.to_owned(), reason };
+        }
+        RunError::Unreachable { bootstrap: bootstrap.to_owned(), secs: CONNECT_TIMEOUT.as_secs(), detail: error.to_string() }
     })?;
     let present: Vec<&str> = metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
     let mut missing: Vec<String> = topics.iter().filter(|t| !present.contains(&t.as_str())).cloned().collect();
@@ -573,7 +609,7 @@ fn dlq_code(output: &Output) -> String {
         .unwrap_or_default()
 }
 
-fn send(producer: &FutureProducer, output: &Output) -> Result<DeliveryFuture, KafkaError> {
+fn send(producer: &Producer, output: &Output) -> Result<DeliveryFuture, KafkaError> {
     let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
     for (key, value) in &output.headers {
         headers = headers.insert(Header { key, value: value.as_deref() });
@@ -601,7 +637,7 @@ async fn await_delivery(tag: Tag, future: DeliveryFuture) -> Delivered {
     (tag, result)
 }
 
-fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<DeliveryFuture, KafkaError> {
+fn resend(producer: &Producer, message: &OwnedMessage) -> Result<DeliveryFuture, KafkaError> {
     let output = Output {
         topic: message.topic().to_owned(),
         key: message.key().map(<[u8]>::to_vec),
