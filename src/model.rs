@@ -147,6 +147,10 @@ pub struct Output {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Record timestamp (CreateTime) in epoch milliseconds; `None` lets the producer choose.
     pub timestamp_ms: Option<i64>,
+    /// Input positions (topic, partition, offset) this output covers besides the record being
+    /// processed, e.g. the first event of each partition in a trace summary: the shell commits
+    /// none of them past until the output is acknowledged. Empty for a record's own outputs.
+    pub holds: Vec<(String, i32, i64)>,
 }
 
 /// The outputs of one input record. Always at least one: every record ends somewhere.

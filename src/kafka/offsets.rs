@@ -4,6 +4,10 @@
 //! offset is its lowest offset not yet done, or one past the highest offset seen when all are done
 //! (Kafka commits the next offset to read). So a commit never passes a record whose outputs are
 //! still in flight, whatever order acknowledgements arrive in.
+//!
+//! Two more things hold a partition back: outputs that cover earlier records (a trace summary
+//! holds the first offset of its window until it is acknowledged, see [`OffsetTracker::hold`]),
+//! and a cap (the first offset still held by an open window, see [`OffsetTracker::set_cap`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,11 +22,14 @@ struct Partition {
     next: i64,
     /// The last offset handed out by `take_commits`.
     committed: i64,
+    /// Commits never pass this offset (the first one an open window holds).
+    cap: Option<i64>,
 }
 
 impl Partition {
     fn committable(&self) -> i64 {
-        self.pending.keys().next().copied().unwrap_or(self.next)
+        let acked = self.pending.keys().next().copied().unwrap_or(self.next);
+        self.cap.map_or(acked, |cap| acked.min(cap))
     }
 }
 
@@ -46,10 +53,34 @@ impl OffsetTracker {
             None => self.partitions.entry(tp.clone()).or_insert_with(|| Partition { next: offset, committed: offset, ..Partition::default() }),
         };
         if outputs > 0 {
-            part.pending.insert(offset, outputs);
-            self.in_flight += 1;
+            let count = part.pending.entry(offset).or_insert(0);
+            if *count == 0 {
+                self.in_flight += 1;
+            }
+            *count += outputs;
         }
         part.next = part.next.max(offset + 1);
+    }
+
+    /// Records that one more output, covering `offset` and later records, is in flight: `offset`
+    /// is not committed past until it is acknowledged (with [`OffsetTracker::ack`]).
+    pub fn hold(&mut self, tp: &TopicPartition, offset: i64) {
+        let part = match self.partitions.get_mut(tp) {
+            Some(part) => part,
+            None => self.partitions.entry(tp.clone()).or_insert_with(|| Partition { next: offset + 1, committed: offset, ..Partition::default() }),
+        };
+        let count = part.pending.entry(offset).or_insert(0);
+        if *count == 0 {
+            self.in_flight += 1;
+        }
+        *count += 1;
+    }
+
+    /// Sets (or clears) the offset commits of `tp` must not pass.
+    pub fn set_cap(&mut self, tp: &TopicPartition, cap: Option<i64>) {
+        if let Some(part) = self.partitions.get_mut(tp) {
+            part.cap = cap;
+        }
     }
 
     /// Records one acknowledged output of `offset`. Unknown partitions (revoked meanwhile) are ignored.
@@ -138,6 +169,28 @@ mod tests {
         t.ack(&tp(1), 0);
         assert_eq!(t.in_flight(), 0);
         assert_eq!(t.committable(&tp(1)), None);
+    }
+
+    #[test]
+    fn holds_and_caps_keep_commits_back() {
+        let mut t = OffsetTracker::new();
+        for offset in 0..10 {
+            t.begin(&tp(0), offset, 1);
+            t.ack(&tp(0), offset);
+        }
+        assert_eq!(t.committable(&tp(0)), Some(10));
+        t.set_cap(&tp(0), Some(4));
+        assert_eq!(t.committable(&tp(0)), Some(4), "an open window holds offset 4");
+        t.set_cap(&tp(0), None);
+        t.hold(&tp(0), 4);
+        t.hold(&tp(0), 4);
+        assert_eq!(t.committable(&tp(0)), Some(4), "a summary covering offset 4 is in flight");
+        t.ack(&tp(0), 4);
+        assert_eq!(t.committable(&tp(0)), Some(4));
+        t.ack(&tp(0), 4);
+        assert_eq!(t.committable(&tp(0)), Some(10));
+        t.hold(&tp(7), 3);
+        assert_eq!(t.committable(&tp(7)), Some(3), "a hold on an untracked partition tracks it");
     }
 
     proptest! {

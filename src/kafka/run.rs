@@ -647,6 +647,7 @@ fn resend(producer: &Producer, message: &OwnedMessage) -> Result<DeliveryFuture,
             .map(|headers| headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
             .unwrap_or_default(),
         timestamp_ms: message.timestamp().to_millis(),
+        holds: Vec::new(),
     };
     send(producer, &output)
 }

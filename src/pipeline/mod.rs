@@ -180,6 +180,7 @@ impl Pipeline {
                 payload: Some(payload),
                 headers: Vec::new(),
                 timestamp_ms: stamp,
+                holds: Vec::new(),
             });
         }
         let trace_key = enriched.event.trace.as_bytes();
@@ -192,6 +193,7 @@ impl Pipeline {
                 payload: Some(payload),
                 headers: Vec::new(),
                 timestamp_ms: stamp,
+                holds: Vec::new(),
             });
         }
         for route in self.settings.routes.iter().filter(|r| r.when.eval(&enriched)) {
@@ -203,6 +205,7 @@ impl Pipeline {
                 payload: Some(payload),
                 headers: vec![("auditflow.route".to_owned(), Some(route.name.as_bytes().to_vec()))],
                 timestamp_ms: stamp,
+                holds: Vec::new(),
             });
         }
         if route::is_alert(&enriched) {
@@ -214,6 +217,7 @@ impl Pipeline {
                 payload: Some(payload),
                 headers: Vec::new(),
                 timestamp_ms: stamp,
+                holds: Vec::new(),
             });
         }
         Ok(outputs)
@@ -243,6 +247,7 @@ impl Pipeline {
             payload: record.payload.clone(),
             headers,
             timestamp_ms: record.timestamp_ms,
+            holds: Vec::new(),
         }
     }
 }
