@@ -180,10 +180,9 @@ impl ConsumerContext for RunContext {
     }
 }
 
-/// A delivery in flight: which record it belongs to and its output topic.
+/// A delivery in flight: the input positions it holds back and its output topic.
 struct Tag {
-    tp: TopicPartition,
-    offset: i64,
+    holds: Vec<(TopicPartition, i64)>,
     topic: Arc<str>,
     sent: std::time::Instant,
 }
@@ -425,13 +424,39 @@ impl Runner {
         let outputs = self.pipeline.process(&record, chrono::Utc::now().timestamp_millis());
         metrics::histogram!("auditflow_process_seconds").record(started.elapsed().as_secs_f64());
         let tp = (record.topic.clone(), record.partition);
-        self.tracker.lock().expect("tracker lock").begin(&tp, record.offset, outputs.len() as u32);
+        let own = outputs.iter().filter(|o| o.holds.is_empty()).count() as u32;
+        {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            tracker.begin(&tp, record.offset, own);
+            tracker.set_cap(&tp, self.pipeline.held_offset(&tp.0, tp.1));
+        }
         for output in &outputs {
             if output.topic == self.dead_letter {
                 let code = dlq_code(output);
                 warn!(message = "Record dead-lettered.", topic = %record.topic, partition = record.partition, offset = record.offset, code = %code);
                 metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
             }
+        }
+        self.send_all(outputs, Some((&tp, record.offset))).await
+    }
+
+    /// Sends outputs; each holds back its `holds`, or the record at `own` when it has none.
+    async fn send_all(&mut self, outputs: Vec<Output>, own: Option<(&TopicPartition, i64)>) -> Result<(), RunError> {
+        for output in &outputs {
+            let holds: Vec<(TopicPartition, i64)> = if output.holds.is_empty() {
+                own.map(|(tp, offset)| vec![(tp.clone(), offset)]).unwrap_or_default()
+            } else {
+                let mut tracker = self.tracker.lock().expect("tracker lock");
+                output
+                    .holds
+                    .iter()
+                    .map(|(topic, partition, offset)| {
+                        let tp = (topic.clone(), *partition);
+                        tracker.hold(&tp, *offset);
+                        (tp, *offset)
+                    })
+                    .collect()
+            };
             let future = loop {
                 match send(&self.producer, output) {
                     Ok(future) => break future,
@@ -445,7 +470,7 @@ impl Runner {
                     Err(source) => return Err(RunError::Kafka { context: "producing", source }),
                 }
             };
-            let tag = Tag { tp: tp.clone(), offset: record.offset, topic: Arc::from(output.topic.as_str()), sent: std::time::Instant::now() };
+            let tag = Tag { holds, topic: Arc::from(output.topic.as_str()), sent: std::time::Instant::now() };
             self.in_flight.push(Box::pin(await_delivery(tag, future)));
         }
         Ok(())
@@ -457,7 +482,10 @@ impl Runner {
             Ok(()) => {
                 metrics::histogram!("auditflow_produce_seconds").record(tag.sent.elapsed().as_secs_f64());
                 metrics::counter!("auditflow_records_produced_total", "topic" => tag.topic.to_string()).increment(1);
-                self.tracker.lock().expect("tracker lock").ack(&tag.tp, tag.offset);
+                let mut tracker = self.tracker.lock().expect("tracker lock");
+                for (tp, offset) in &tag.holds {
+                    tracker.ack(tp, *offset);
+                }
             }
             Err((error, message)) => {
                 if let Some((code, reason)) = self.producer.client().fatal_error() {

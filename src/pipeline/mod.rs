@@ -129,6 +129,12 @@ impl Pipeline {
         }
     }
 
+    /// The first offset of `topic`/`partition` still held by an open trace window, if any: the
+    /// shell never commits past it, so a restart rebuilds the window by re-reading.
+    pub fn held_offset(&self, _topic: &str, _partition: i32) -> Option<i64> {
+        None
+    }
+
     /// The writer-schema cache, to fill with the registry's answers.
     pub fn schemas_mut(&mut self) -> &mut AvroSchemas {
         &mut self.schemas
