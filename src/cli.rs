@@ -33,6 +33,10 @@ pub enum Command {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Stop once every assigned partition is read to its end and every output acknowledged
+        /// (benchmarks, one-shot catch-up jobs).
+        #[arg(long)]
+        until_caught_up: bool,
     },
     /// Validate a configuration file and print the effective settings (secrets redacted).
     CheckConfig {

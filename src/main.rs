@@ -42,9 +42,10 @@ fn init_logging(format: LogFormat) {
 
 async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { config } => {
+        Command::Run { config, until_caught_up } => {
             let config = Config::load(&config)?;
-            auditflow::kafka::run::run(config, shutdown_signal()).await?;
+            let options = auditflow::kafka::run::RunOptions { until_caught_up };
+            auditflow::kafka::run::run_with(config, shutdown_signal(), options).await?;
             Ok(())
         }
         Command::CheckConfig { config } => {

@@ -76,6 +76,18 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Metrics and health endpoints.
     pub metrics: MetricsConfig,
+    /// Benchmark baseline mode.
+    pub passthrough: PassthroughConfig,
+}
+
+/// `[passthrough]`: the benchmark baseline. With `topic` set, every input record is forwarded
+/// unchanged (key, value, headers, timestamp) to that topic and the pipeline does nothing else,
+/// with the same clients, settings and offset handling as a normal run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassthroughConfig {
+    /// Destination topic; unset (the default): normal processing.
+    pub topic: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus, liveness and readiness endpoint of `run`.
@@ -520,6 +532,7 @@ impl Config {
                 .collect(),
             enriched_topic: self.enriched.enabled.then(|| self.enriched.topic.clone()),
             event_time_timestamps: self.delivery.output_timestamp == OutputTimestamp::Event,
+            passthrough: self.passthrough.topic.clone(),
             encoders,
             avro_enabled: self.registry.url.is_some(),
         }

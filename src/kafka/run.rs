@@ -232,6 +232,19 @@ impl CatalogWatch {
 
 /// Runs until `shutdown` resolves, then drains in-flight outputs, commits, and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_with(config, shutdown, RunOptions::default()).await
+}
+
+/// Options of `run` beyond the configuration file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Stop (as on SIGTERM) once every assigned partition is read to its end and every output
+    /// is acknowledged: for benchmarks and one-shot catch-up jobs.
+    pub until_caught_up: bool,
+}
+
+/// [`run`] with options.
+pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, options: RunOptions) -> Result<(), RunError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let health = Arc::new(Health::default());
     if let Some(listen) = config.metrics.listen.as_deref() {
@@ -241,8 +254,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .map_err(|error| RunError::Metrics { listen: listen.to_owned(), detail: error.to_string() })?;
         info!(message = "Serving /metrics, /health and /ready.", %addr);
     }
+    let mut consumer_settings = consumer_config(&config.kafka);
+    if options.until_caught_up {
+        consumer_settings.set("enable.partition.eof", "true");
+    }
     let consumer: Arc<StreamConsumer<RunContext>> = Arc::new(
-        consumer_config(&config.kafka)
+        consumer_settings
             .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone() })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
@@ -296,7 +313,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut catalog_tick = tokio::time::interval(Duration::from_millis(config.enrich.catalog_check_interval_ms.max(100)));
     let mut shutdown = std::pin::pin!(shutdown);
+    // Partitions read to their end (only reported with `until_caught_up`).
+    let mut at_end = std::collections::HashSet::new();
+    let mut drain_then_stop = false;
     loop {
+        if drain_then_stop && runner.backlog.is_empty() {
+            info!(message = "Caught up with every assigned partition; stopping.");
+            break;
+        }
         runner.drain_backlog().await?;
         let can_take = runner.can_take();
         let retry_at = runner.blocked.as_ref().map(|b| b.retry_at);
@@ -317,7 +341,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 Ok(message) => {
                     let record = source_record(&message);
                     metrics::counter!("auditflow_records_received_total", "topic" => record.topic.clone()).increment(1);
+                    at_end.remove(&record.partition);
                     runner.backlog.push_back(record);
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    at_end.insert(partition);
+                    let assigned = runner.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                    if options.until_caught_up && at_end.len() >= assigned && assigned > 0 && runner.backlog.is_empty() {
+                        drain_then_stop = true;
+                    }
                 }
                 Err(error) => {
                     warn!(message = "Consumer error.", %error);

@@ -86,6 +86,8 @@ pub struct PipelineSettings {
     /// Stamp outputs with the event time (true) or leave the timestamp to the producer (false:
     /// the time of sending). Dead letters keep the input record's timestamp either way.
     pub event_time_timestamps: bool,
+    /// Benchmark baseline: forward every record unchanged to this topic and do nothing else.
+    pub passthrough: Option<String>,
 }
 
 /// The core pipeline. See the module docs for the data flow.
@@ -142,6 +144,9 @@ impl Pipeline {
 
     /// Every topic this pipeline may write to, for start-up checks.
     pub fn output_topics(&self) -> Vec<String> {
+        if let Some(topic) = &self.settings.passthrough {
+            return vec![topic.clone()];
+        }
         let mut topics = vec![self.settings.topics.alerts.clone(), self.settings.topics.dead_letter.clone()];
         topics.extend(self.siem_topics.iter().cloned());
         topics.extend(self.settings.enriched_topic.iter().cloned());
@@ -152,6 +157,16 @@ impl Pipeline {
     /// Processes one record read at `now_ms` (epoch milliseconds). Never fails: a bad record
     /// becomes a dead-letter output.
     pub fn process(&mut self, record: &SourceRecord, now_ms: i64) -> Outputs {
+        if let Some(topic) = &self.settings.passthrough {
+            return vec![Output {
+                topic: topic.clone(),
+                key: record.key.clone(),
+                payload: record.payload.clone(),
+                headers: record.headers.clone(),
+                timestamp_ms: record.timestamp_ms,
+                holds: Vec::new(),
+            }];
+        }
         match self.process_valid(record, now_ms) {
             Ok(outputs) => outputs,
             Err(reject) => vec![self.dead_letter(record, &reject, now_ms)],
