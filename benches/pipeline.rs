@@ -57,14 +57,47 @@ fn avro_datum() -> Vec<u8> {
     apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap().write_value_to_vec(Avro::Record(fields)).unwrap()
 }
 
-fn whole_pipeline(c: &mut Criterion) {
-    let mut pipeline = Pipeline::new(Config::default().pipeline_settings());
-    let record = SourceRecord { topic: "audit.raw".into(), payload: Some(EVENT.to_vec()), ..SourceRecord::default() };
-    let mut group = c.benchmark_group("pipeline");
+fn enrich_and_encode(c: &mut Criterion) {
+    let raw = decode::json::decode(EVENT).unwrap();
+    let event = validate::validate(raw, &validate::ValidateSettings::default()).unwrap();
+    let record = SourceRecord { topic: "audit.raw".into(), ..SourceRecord::default() };
+    let mut group = c.benchmark_group("stage");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("json_to_ecs_and_alert", |b| b.iter(|| pipeline.process(black_box(&record), 0)));
+    group.bench_function("enrich", |b| {
+        b.iter(|| auditflow::pipeline::enrich::enrich(black_box(event.clone()), &record, 0, &Default::default()))
+    });
+    group.bench_function("clone_event_baseline", |b| b.iter(|| black_box(event.clone())));
+    let enriched = auditflow::pipeline::enrich::enrich(event.clone(), &record, 0, &Default::default());
+    let mut config = Config::default();
+    config.siem.formats = auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+    let mut out = Vec::with_capacity(4096);
+    for encoder in config.pipeline_settings().encoders {
+        group.bench_function(format!("encode_{}", encoder.name()), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(black_box(&enriched), &mut out);
+            })
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, decode_validate, whole_pipeline);
+fn whole_pipeline(c: &mut Criterion) {
+    let record = SourceRecord { topic: "audit.raw".into(), payload: Some(EVENT.to_vec()), ..SourceRecord::default() };
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    let mut passthrough = Config::default();
+    passthrough.passthrough.topic = Some("copy".into());
+    let mut pipeline = Pipeline::new(passthrough.pipeline_settings());
+    group.bench_function("passthrough_baseline", |b| b.iter(|| pipeline.process(black_box(&record), 0)));
+    let mut pipeline = Pipeline::new(Config::default().pipeline_settings());
+    group.bench_function("json_to_ecs_and_alert", |b| b.iter(|| pipeline.process(black_box(&record), 0)));
+    let mut all = Config::default();
+    all.siem.formats = auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+    let mut pipeline = Pipeline::new(all.pipeline_settings());
+    group.bench_function("json_to_all_8_formats_and_alert", |b| b.iter(|| pipeline.process(black_box(&record), 0)));
+    group.finish();
+}
+
+criterion_group!(benches, decode_validate, enrich_and_encode, whole_pipeline);
 criterion_main!(benches);
