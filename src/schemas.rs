@@ -5,3 +5,6 @@ pub const AUDIT_EVENT: &str = include_str!("../schemas/audit_event.avsc");
 
 /// The registry subject of the canonical event (TopicNameStrategy on the default input topic).
 pub const AUDIT_EVENT_SUBJECT: &str = "audit.raw-value";
+
+/// The summary of a closed trace window (`TraceSummary::to_avro_value`).
+pub const TRACE_SUMMARY: &str = include_str!("../schemas/trace_summary.avsc");

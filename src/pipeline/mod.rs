@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod reject;
 pub mod route;
 pub mod validate;
+pub mod window;
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 

@@ -1,0 +1,379 @@
+//! What a closed window reports: [`TraceSummary`], its steps, its JSON and Avro forms
+//! (`schemas/trace_summary.avsc`).
+
+use std::sync::Arc;
+
+use apache_avro::types::Value as Avro;
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::model::{AuditEvent, Decision};
+
+/// The descriptive fields of a step, shared (interned) between the steps of all windows that
+/// carry the same values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFields {
+    /// The operation attempted.
+    pub action: String,
+    /// What was acted on.
+    pub artifact: String,
+    /// The decision as received.
+    pub result: String,
+    /// The decision, classified.
+    pub decision: Decision,
+    /// The policy that evaluated the action.
+    pub policy: String,
+    /// Who initiated the action.
+    pub actor: String,
+    /// Execution mode.
+    pub mode: String,
+}
+
+impl StepFields {
+    /// The fields of `event`.
+    pub fn of(event: &AuditEvent) -> Self {
+        StepFields {
+            action: event.action.clone(),
+            artifact: event.artifact.clone(),
+            result: event.result.clone(),
+            decision: event.decision,
+            policy: event.policy.clone(),
+            actor: event.actor.clone(),
+            mode: event.mode.clone(),
+        }
+    }
+
+    /// Whether these are the fields of `event`.
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        self.decision == event.decision
+            && self.action == event.action
+            && self.artifact == event.artifact
+            && self.result == event.result
+            && self.policy == event.policy
+            && self.actor == event.actor
+            && self.mode == event.mode
+    }
+}
+
+/// One event of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Event time, epoch milliseconds.
+    pub ts_ms: i64,
+    /// The event id (`EnrichedEvent::event_id`).
+    pub event_id: Uuid,
+    /// Action, artifact, result, policy, actor and mode.
+    pub fields: Arc<StepFields>,
+    /// Source topic.
+    pub topic: Arc<str>,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// Why a window closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The watermark passed the last event time plus `gap_ms`.
+    Gap,
+    /// The watermark passed the first event time plus `max_duration_ms`.
+    MaxDuration,
+    /// The window reached `max_events_per_trace` (truncated).
+    MaxEvents,
+    /// Every partition the window holds events of was idle for `idle_timeout_ms`.
+    Idle,
+    /// Evicted to make room under `max_open_traces` (truncated).
+    Capacity,
+    /// Flushed on partition revocation or shutdown.
+    Flush,
+}
+
+impl CloseReason {
+    /// The reason as written in outputs: `gap`, `max_duration`, `max_events`, `idle`, `capacity`, `flush`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Gap => "gap",
+            CloseReason::MaxDuration => "max_duration",
+            CloseReason::MaxEvents => "max_events",
+            CloseReason::Idle => "idle",
+            CloseReason::Capacity => "capacity",
+            CloseReason::Flush => "flush",
+        }
+    }
+}
+
+/// The summary of one closed window of one trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSummary {
+    /// UUIDv5 (URL namespace) over `trace|window_start_ms`; see [`summary_id`].
+    pub summary_id: Uuid,
+    /// The trace id.
+    pub trace: Arc<str>,
+    /// First event time, epoch milliseconds.
+    pub start_ms: i64,
+    /// Last event time, epoch milliseconds.
+    pub end_ms: i64,
+    /// The events, ordered by event time, ties by offset then partition.
+    pub steps: Vec<Step>,
+    /// Events whose decision is `allowed`.
+    pub allowed: u32,
+    /// Events whose decision is `denied`.
+    pub denied: u32,
+    /// Distinct actors, sorted.
+    pub actors: Vec<String>,
+    /// Names of the rules that hit, in rule declaration order, each once.
+    pub rule_hits: Vec<Arc<str>>,
+    /// Whether the window was closed early by a bound (`max_events`, `capacity`).
+    pub truncated: bool,
+    /// Why the window closed.
+    pub close_reason: CloseReason,
+}
+
+/// The deterministic id of the window of `trace` starting at `start_ms`: UUIDv5 in the URL
+/// namespace over `trace|start_ms` (decimal epoch milliseconds).
+pub fn summary_id(trace: &str, start_ms: i64) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{trace}|{start_ms}").as_bytes())
+}
+
+/// Epoch milliseconds as RFC 3339 UTC with milliseconds (`2026-04-18T14:22:07.441Z`); empty when
+/// out of chrono's range (never for validated events).
+pub fn rfc3339(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+pub(super) struct SourceJson<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct StepJson<'a> {
+    ts: String,
+    ts_ms: i64,
+    action: &'a str,
+    artifact: &'a str,
+    result: &'a str,
+    policy: &'a str,
+    actor: &'a str,
+    mode: &'a str,
+    event_id: String,
+    source: SourceJson<'a>,
+}
+
+impl<'a> StepJson<'a> {
+    pub(super) fn of(step: &'a Step) -> Self {
+        let f = &*step.fields;
+        StepJson {
+            ts: rfc3339(step.ts_ms),
+            ts_ms: step.ts_ms,
+            action: &f.action,
+            artifact: &f.artifact,
+            result: &f.result,
+            policy: &f.policy,
+            actor: &f.actor,
+            mode: &f.mode,
+            event_id: step.event_id.to_string(),
+            source: SourceJson { topic: &step.topic, partition: step.partition, offset: step.offset },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    kind: &'static str,
+    summary_id: String,
+    trace: &'a str,
+    window_start: String,
+    window_start_ms: i64,
+    window_end: String,
+    window_end_ms: i64,
+    duration_ms: i64,
+    events: usize,
+    allowed: u32,
+    denied: u32,
+    actors: &'a [String],
+    rule_hits: Vec<&'a str>,
+    truncated: bool,
+    close_reason: &'static str,
+    steps: Vec<StepJson<'a>>,
+}
+
+impl TraceSummary {
+    /// Number of events in the window.
+    pub fn events(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Last minus first event time.
+    pub fn duration_ms(&self) -> i64 {
+        self.end_ms - self.start_ms
+    }
+
+    /// Appends the summary as one JSON object (`docs/windowing.md`, "Trace summary").
+    pub fn to_json(&self, out: &mut Vec<u8>) {
+        let json = SummaryJson {
+            kind: "trace_summary",
+            summary_id: self.summary_id.to_string(),
+            trace: &self.trace,
+            window_start: rfc3339(self.start_ms),
+            window_start_ms: self.start_ms,
+            window_end: rfc3339(self.end_ms),
+            window_end_ms: self.end_ms,
+            duration_ms: self.duration_ms(),
+            events: self.events(),
+            allowed: self.allowed,
+            denied: self.denied,
+            actors: &self.actors,
+            rule_hits: self.rule_hits.iter().map(|r| &**r).collect(),
+            truncated: self.truncated,
+            close_reason: self.close_reason.as_str(),
+            steps: self.steps.iter().map(StepJson::of).collect(),
+        };
+        // Strings and numbers into a Vec: serialization cannot fail.
+        serde_json::to_writer(out, &json).expect("summary serializes");
+    }
+
+    /// The summary as an Avro value of `schemas/trace_summary.avsc`.
+    pub fn to_avro_value(&self) -> Avro {
+        let string = |s: &str| Avro::String(s.to_owned());
+        let steps = self
+            .steps
+            .iter()
+            .map(|step| {
+                let f = &*step.fields;
+                Avro::Record(vec![
+                    ("ts".into(), Avro::String(rfc3339(step.ts_ms))),
+                    ("ts_ms".into(), Avro::TimestampMillis(step.ts_ms)),
+                    ("action".into(), string(&f.action)),
+                    ("artifact".into(), string(&f.artifact)),
+                    ("result".into(), string(&f.result)),
+                    ("policy".into(), string(&f.policy)),
+                    ("actor".into(), string(&f.actor)),
+                    ("mode".into(), string(&f.mode)),
+                    ("event_id".into(), Avro::String(step.event_id.to_string())),
+                    (
+                        "source".into(),
+                        Avro::Record(vec![
+                            ("topic".into(), string(&step.topic)),
+                            ("partition".into(), Avro::Int(step.partition)),
+                            ("offset".into(), Avro::Long(step.offset)),
+                        ]),
+                    ),
+                ])
+            })
+            .collect();
+        Avro::Record(vec![
+            ("summary_id".into(), Avro::String(self.summary_id.to_string())),
+            ("trace".into(), string(&self.trace)),
+            ("window_start".into(), Avro::String(rfc3339(self.start_ms))),
+            ("window_start_ms".into(), Avro::TimestampMillis(self.start_ms)),
+            ("window_end".into(), Avro::String(rfc3339(self.end_ms))),
+            ("window_end_ms".into(), Avro::TimestampMillis(self.end_ms)),
+            ("duration_ms".into(), Avro::Long(self.duration_ms())),
+            ("events".into(), Avro::Int(i32::try_from(self.events()).unwrap_or(i32::MAX))),
+            ("allowed".into(), Avro::Int(i32::try_from(self.allowed).unwrap_or(i32::MAX))),
+            ("denied".into(), Avro::Int(i32::try_from(self.denied).unwrap_or(i32::MAX))),
+            ("actors".into(), Avro::Array(self.actors.iter().map(|a| string(a)).collect())),
+            ("rule_hits".into(), Avro::Array(self.rule_hits.iter().map(|r| string(r)).collect())),
+            ("truncated".into(), Avro::Boolean(self.truncated)),
+            ("close_reason".into(), string(self.close_reason.as_str())),
+            ("steps".into(), Avro::Array(steps)),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> TraceSummary {
+        let fields = |action: &str, result: &str, decision| {
+            Arc::new(StepFields {
+                action: action.into(),
+                artifact: "billing-service@v4.2.1".into(),
+                result: result.into(),
+                decision,
+                policy: "prod-billing-deploy-v3".into(),
+                actor: "user:j.patel@acme.com".into(),
+                mode: "fixed".into(),
+            })
+        };
+        let topic: Arc<str> = "audit.raw".into();
+        let trace: Arc<str> = "tr-8f2c7a91-2b14-4e8e".into();
+        TraceSummary {
+            summary_id: summary_id(&trace, 1_776_522_127_441),
+            trace,
+            start_ms: 1_776_522_127_441,
+            end_ms: 1_776_522_129_000,
+            steps: vec![
+                Step {
+                    ts_ms: 1_776_522_127_441,
+                    event_id: Uuid::nil(),
+                    fields: fields("deploy", "denied", Decision::Denied),
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: 7,
+                },
+                Step {
+                    ts_ms: 1_776_522_129_000,
+                    event_id: Uuid::max(),
+                    fields: fields("deploy", "allowed", Decision::Allowed),
+                    topic,
+                    partition: 1,
+                    offset: 3,
+                },
+            ],
+            allowed: 1,
+            denied: 1,
+            actors: vec!["user:j.patel@acme.com".into()],
+            rule_hits: vec!["flip".into()],
+            truncated: false,
+            close_reason: CloseReason::Gap,
+        }
+    }
+
+    #[test]
+    fn summary_id_is_deterministic_over_trace_and_start() {
+        let a = summary_id("tr-1", 1_000);
+        assert_eq!(a, summary_id("tr-1", 1_000));
+        assert_eq!(a, Uuid::new_v5(&Uuid::NAMESPACE_URL, b"tr-1|1000"));
+        assert_eq!(a.get_version_num(), 5);
+        assert_ne!(a, summary_id("tr-1", 1_001));
+        assert_ne!(a, summary_id("tr-2", 1_000));
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let mut out = Vec::new();
+        sample().to_json(&mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["kind"], "trace_summary");
+        assert_eq!(json["window_start"], "2026-04-18T14:22:07.441Z");
+        assert_eq!(json["window_end_ms"], 1_776_522_129_000_i64);
+        assert_eq!(json["duration_ms"], 1_559);
+        assert_eq!(json["events"], 2);
+        assert_eq!(json["close_reason"], "gap");
+        assert_eq!(json["rule_hits"][0], "flip");
+        assert_eq!(json["steps"][1]["source"]["partition"], 1);
+        assert_eq!(json["steps"][0]["result"], "denied");
+        assert_eq!(json["steps"][0]["event_id"], "00000000-0000-0000-0000-000000000000");
+    }
+
+    #[test]
+    fn avro_value_validates_against_the_schema_and_encodes() {
+        let schema = apache_avro::Schema::parse_str(crate::schemas::TRACE_SUMMARY).unwrap();
+        let value = sample().to_avro_value();
+        assert!(value.validate(&schema));
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap();
+        let bytes = writer.write_value_to_vec(value.clone()).unwrap();
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+        let read = reader.read_value(&mut bytes.as_slice()).unwrap();
+        assert_eq!(read, value);
+        let empty = TraceSummary { steps: Vec::new(), actors: Vec::new(), rule_hits: Vec::new(), ..sample() };
+        assert!(empty.to_avro_value().validate(&schema));
+    }
+}
