@@ -33,7 +33,7 @@ pub use summary::{rfc3339, summary_id, CloseReason, Step, StepFields, TraceSumma
 
 use crate::model::{Decision, EnrichedEvent};
 use rules::Rule;
-use state::{Closed, Held, Interner, PartIx, PartRef, Partition, Slab, Slot, Window};
+use state::{Closed, Interner, PartIx, PartRef, Partition, Slab, Slot, TraceId, TraceIndex, Window};
 
 /// The open windows of all traces, and the watermarks of all partitions.
 #[derive(Debug)]
@@ -46,11 +46,13 @@ pub struct Windows {
     max_events: usize,
     rules: Vec<Rule>,
     slab: Slab,
-    traces: HashMap<Arc<str>, Slot>,
+    traces: TraceIndex,
     /// (first event time, opening order, window): the capacity eviction order.
     age: BTreeSet<(i64, u64, Slot)>,
     partitions: Vec<Partition>,
     partition_ix: HashMap<Arc<str>, HashMap<i32, PartIx>>,
+    /// The partition of the previous event: consecutive events mostly share it.
+    last_part: Option<PartIx>,
     interner: Interner,
     closed: Closed,
     next_seq: u64,
@@ -75,10 +77,11 @@ impl Windows {
             max_events: settings.max_events_per_trace.max(1),
             rules: settings.rules.iter().map(Rule::new).collect(),
             slab: Slab::default(),
-            traces: HashMap::new(),
+            traces: TraceIndex::default(),
             age: BTreeSet::new(),
             partitions: Vec::new(),
             partition_ix: HashMap::new(),
+            last_part: None,
             interner: Interner::default(),
             closed: Closed::new(settings.remember_closed),
             next_seq: 0,
@@ -102,7 +105,8 @@ impl Windows {
         if watermark > before {
             self.drain(part, false, &mut out);
         }
-        if let Some(&slot) = self.traces.get(e.trace.as_str()) {
+        let hash = self.traces.hash(&e.trace);
+        if let Some(slot) = self.traces.get(hash, &e.trace, &self.slab) {
             self.extend(slot, event, part, &mut out);
         } else if watermark >= e.ts_ms.saturating_add(self.gap.min(self.max_duration)) {
             self.late += 1;
@@ -116,7 +120,7 @@ impl Windows {
                 reason: if remembered.is_some() { LateReason::WindowClosed } else { LateReason::BehindWatermark },
             }));
         } else {
-            self.open(event, part, &mut out);
+            self.open(event, hash, part, &mut out);
         }
         out
     }
@@ -206,7 +210,7 @@ impl Windows {
         let held: usize = self.age.iter().map(|&(_, _, slot)| self.window_bytes(slot)).sum();
         let index = size_of::<(i64, u64, Slot)>() + 8;
         held + self.slab.capacity_bytes()
-            + self.traces.capacity() * (size_of::<(Arc<str>, Slot)>() + 1)
+            + self.traces.capacity_bytes()
             + self.traces.len() * 3 * index
             + self.interner.len() * (size_of::<StepFields>() + 64)
             + self.closed.len() * 96
@@ -214,14 +218,28 @@ impl Windows {
 
     fn window_bytes(&self, slot: Slot) -> usize {
         let w = self.slab.get(slot);
-        w.steps.capacity() * std::mem::size_of::<Held>()
-            + w.more.capacity() * std::mem::size_of::<PartRef>()
-            + 16
-            + w.trace.len()
+        let heap_trace = match &w.trace {
+            TraceId::Inline { .. } => 0,
+            TraceId::Heap(trace) => 16 + trace.len(),
+        };
+        w.steps.capacity() * std::mem::size_of::<Step>() + w.more.capacity() * std::mem::size_of::<PartRef>() + heap_trace
+    }
+
+    /// Makes trace hashes collide (two values only), to test the collision path.
+    #[cfg(test)]
+    fn force_trace_collisions(&mut self) {
+        self.traces.mask = 1;
     }
 
     fn partition_ix(&mut self, topic: &str, partition: i32) -> PartIx {
+        if let Some(ix) = self.last_part {
+            let st = &self.partitions[ix as usize];
+            if st.partition == partition && *st.topic == *topic {
+                return ix;
+            }
+        }
         if let Some(&ix) = self.partition_ix.get(topic).and_then(|m| m.get(&partition)) {
+            self.last_part = Some(ix);
             return ix;
         }
         let key: Arc<str> = match self.partition_ix.get_key_value(topic) {
@@ -231,6 +249,7 @@ impl Windows {
         let ix = PartIx::try_from(self.partitions.len()).expect("fewer than 2^32 partitions");
         self.partitions.push(Partition::new(key.clone(), partition));
         self.partition_ix.entry(key).or_default().insert(partition, ix);
+        self.last_part = Some(ix);
         ix
     }
 
@@ -296,41 +315,40 @@ impl Windows {
         }
     }
 
-    fn held(&mut self, event: &EnrichedEvent, part: PartIx) -> Held {
-        let id = Uuid::try_parse(&event.event_id)
-            .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_URL, event.event_id.as_bytes()));
-        Held {
+    fn step(&mut self, event: &EnrichedEvent) -> Step {
+        let id = state::parse_uuid(&event.event_id)
+            .unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_URL, event.event_id.as_bytes()));
+        Step {
             ts_ms: event.event.ts_ms,
             offset: event.provenance.offset,
             event_id: id,
-            fields: self.interner.intern(&event.event),
-            part,
+            fields: self.interner.intern(event),
             partition: event.provenance.partition,
         }
     }
 
-    fn open(&mut self, event: &EnrichedEvent, part: PartIx, out: &mut Vec<WindowOutput>) {
+    fn open(&mut self, event: &EnrichedEvent, hash: u64, part: PartIx, out: &mut Vec<WindowOutput>) {
         while self.traces.len() >= self.max_open {
             let &(_, _, oldest) = self.age.first().expect("open windows are in the age index");
             self.close(oldest, CloseReason::Capacity, true, out);
         }
-        let held = self.held(event, part);
-        let (ts, offset) = (held.ts_ms, held.offset);
+        let step = self.step(event);
+        let (ts, offset) = (step.ts_ms, step.offset);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let trace: Arc<str> = event.event.trace.as_str().into();
         let mut window = Window {
-            trace: trace.clone(),
+            trace: TraceId::new(&event.event.trace),
+            hash,
             first_ts: ts,
             last_ts: ts,
             open_seq: seq,
-            steps: Vec::with_capacity(4.min(self.max_events)),
+            steps: Vec::with_capacity(1),
             home: PartRef { part, key: None, min_offset: offset },
             more: Vec::new(),
         };
-        window.steps.push(held);
+        window.steps.push(step);
         let slot = self.slab.insert(window);
-        self.traces.insert(trace, slot);
+        self.traces.insert(hash, &event.event.trace, slot);
         self.age.insert((ts, seq, slot));
         self.partitions[part as usize].held.insert((offset, slot));
         if let Some(reason) = self.reindex(slot) {
@@ -342,8 +360,8 @@ impl Windows {
     }
 
     fn extend(&mut self, slot: Slot, event: &EnrichedEvent, part: PartIx, out: &mut Vec<WindowOutput>) {
-        let held = self.held(event, part);
-        let (ts, offset) = (held.ts_ms, held.offset);
+        let step = self.step(event);
+        let (ts, offset) = (step.ts_ms, step.offset);
         let w = self.slab.get_mut(slot);
         let st = &mut self.partitions[part as usize];
         match w.part_mut(part) {
@@ -363,8 +381,9 @@ impl Windows {
             self.age.insert((ts, w.open_seq, slot));
             w.first_ts = ts;
         }
+        let after_last = ts > w.last_ts;
         w.last_ts = w.last_ts.max(ts);
-        w.insert(held);
+        w.insert(step, after_last);
         let full = w.steps.len() >= self.max_events;
         if let Some(reason) = self.reindex(slot) {
             self.close(slot, reason, false, out);
@@ -376,7 +395,8 @@ impl Windows {
     /// Removes the window from every index and emits its summary, then its rule hits.
     fn close(&mut self, slot: Slot, reason: CloseReason, truncated: bool, out: &mut Vec<WindowOutput>) {
         let w = self.slab.remove(slot);
-        self.traces.remove(&*w.trace);
+        let trace = w.trace.to_arc();
+        self.traces.remove(w.hash, &trace, slot);
         self.age.remove(&(w.first_ts, w.open_seq, slot));
         for pr in w.parts() {
             let st = &mut self.partitions[pr.part as usize];
@@ -385,36 +405,31 @@ impl Windows {
             }
             st.held.remove(&(pr.min_offset, slot));
         }
+        let steps = w.steps;
         let (mut allowed, mut denied) = (0, 0);
-        let steps: Vec<Step> = w
-            .steps
-            .into_iter()
-            .map(|h| {
-                match h.fields.decision {
-                    Decision::Allowed => allowed += 1,
-                    Decision::Denied => denied += 1,
-                    Decision::Other => {}
-                }
-                let st = &self.partitions[h.part as usize];
-                Step {
-                    ts_ms: h.ts_ms,
-                    event_id: h.event_id,
-                    fields: h.fields,
-                    topic: st.topic.clone(),
-                    partition: st.partition,
-                    offset: h.offset,
-                }
-            })
-            .collect();
-        let mut actors: Vec<&str> = steps.iter().map(|s| s.fields.actor.as_str()).collect();
+        for step in &steps {
+            match step.fields.decision {
+                Decision::Allowed => allowed += 1,
+                Decision::Denied => denied += 1,
+                Decision::Other => {}
+            }
+        }
+        // Distinct actors: steps sharing fields share the actor; a linear check, as traces have few.
+        let mut actors: Vec<Arc<str>> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if i > 0 && Arc::ptr_eq(&step.fields, &steps[i - 1].fields) {
+                continue;
+            }
+            if !actors.iter().any(|a| Arc::ptr_eq(a, &step.fields.actor) || *a == step.fields.actor) {
+                actors.push(step.fields.actor.clone());
+            }
+        }
         actors.sort_unstable();
-        actors.dedup();
-        let actors = actors.into_iter().map(str::to_owned).collect();
-        let id = summary_id(&w.trace, w.first_ts);
+        let id = summary_id(&trace, w.first_ts);
         let mut rule_hits = Vec::new();
         let mut hits = Vec::new();
         for rule in &self.rules {
-            let found = rule.evaluate(&steps, &w.trace, id);
+            let found = rule.evaluate(&steps, (allowed, denied), &trace, id);
             if !found.is_empty() {
                 rule_hits.push(rule.name().clone());
                 hits.extend(found);
@@ -423,10 +438,10 @@ impl Windows {
         if truncated {
             self.truncated += 1;
         }
-        self.closed.remember(w.trace.clone(), w.first_ts, w.last_ts);
+        self.closed.remember(trace.clone(), w.first_ts, w.last_ts);
         out.push(WindowOutput::Summary(TraceSummary {
             summary_id: id,
-            trace: w.trace,
+            trace,
             start_ms: w.first_ts,
             end_ms: w.last_ts,
             steps,

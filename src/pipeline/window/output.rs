@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::summary::{rfc3339, SourceJson, StepJson, Step, TraceSummary};
+use super::summary::{rfc3339, NameBuf, SourceJson, Step, StepJson, TraceSummary};
 use crate::model::EnrichedEvent;
 
 /// Alert kind of a sequence-rule hit on the alert topic.
@@ -102,7 +102,13 @@ pub struct RuleHit {
 
 /// The id of the `index`th hit of `rule` in the window `summary_id`.
 pub fn hit_id(summary_id: Uuid, rule: &str, index: usize) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{summary_id}|{rule}|{index}").as_bytes())
+    let mut name = NameBuf::default();
+    name.push(summary_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
+    name.push(b"|");
+    name.push(rule.as_bytes());
+    name.push(b"|");
+    name.push_decimal(index as i64);
+    name.uuid()
 }
 
 #[derive(Serialize)]

@@ -1,5 +1,5 @@
 //! Sequence rules, evaluated once per window when it closes, over its steps in order (event time,
-//! ties by offset then partition). Evaluation reads nothing but the steps, so the same window always
+//! ties by offset, partition, topic). Evaluation reads nothing but the steps, so the same window always
 //! yields the same hits with the same ids.
 
 use std::collections::HashMap;
@@ -57,10 +57,15 @@ impl Rule {
     }
 
     /// The hits of this rule in the ordered `steps` of one window, in order of their last event.
-    pub(super) fn evaluate(&self, steps: &[Step], trace: &Arc<str>, summary_id: Uuid) -> Vec<RuleHit> {
+    /// `allowed` and `denied` count the steps' decisions: rules that cannot hit are skipped.
+    pub(super) fn evaluate(&self, steps: &[Step], counts: (u32, u32), trace: &Arc<str>, summary_id: Uuid) -> Vec<RuleHit> {
+        let (allowed, denials) = counts;
         let mut found: Vec<(Vec<usize>, String)> = Vec::new();
         let denied = |s: &Step| s.fields.decision == Decision::Denied;
         match &self.kind {
+            Kind::DenyCount { min } if (denials as usize) < *min => {}
+            Kind::DenyThenAllow if denials == 0 || allowed == 0 => {}
+            Kind::ActionAfterDeny { .. } if denials == 0 => {}
             Kind::DenyCount { min } => {
                 let denials: Vec<usize> = (0..steps.len()).filter(|&i| denied(&steps[i])).collect();
                 if denials.len() >= *min {
@@ -72,7 +77,7 @@ impl Rule {
                 // (actor, artifact) -> the first denial not yet followed by an allow.
                 let mut pending: HashMap<(&str, &str), usize> = HashMap::new();
                 for (i, step) in steps.iter().enumerate() {
-                    let key = (step.fields.actor.as_str(), step.fields.artifact.as_str());
+                    let key = (&*step.fields.actor, &*step.fields.artifact);
                     match step.fields.decision {
                         Decision::Denied => {
                             pending.entry(key).or_insert(i);
@@ -89,7 +94,7 @@ impl Rule {
             }
             Kind::ModeChange => {
                 for (i, pair) in steps.windows(2).enumerate() {
-                    if pair[0].fields.mode != pair[1].fields.mode {
+                    if !Arc::ptr_eq(&pair[0].fields, &pair[1].fields) && pair[0].fields.mode != pair[1].fields.mode {
                         let description = format!("mode changed from {} to {}", pair[0].fields.mode, pair[1].fields.mode);
                         found.push((vec![i, i + 1], description));
                     }
@@ -100,8 +105,8 @@ impl Rule {
                 let mut last_any: Option<usize> = None;
                 let mut last_by_actor: HashMap<&str, usize> = HashMap::new();
                 for (i, step) in steps.iter().enumerate() {
-                    if step.fields.action == *action {
-                        let deny = if *same_actor { last_by_actor.get(step.fields.actor.as_str()).copied() } else { last_any };
+                    if *step.fields.action == **action {
+                        let deny = if *same_actor { last_by_actor.get(&*step.fields.actor).copied() } else { last_any };
                         if let Some(d) = deny {
                             let after = step.ts_ms - steps[d].ts_ms;
                             if after <= *within_ms {
@@ -151,6 +156,7 @@ mod tests {
                 ts_ms: ts,
                 event_id: Uuid::from_u128(i as u128),
                 fields: Arc::new(StepFields {
+                    topic: "t".into(),
                     action: action.into(),
                     artifact: artifact.into(),
                     result: match decision {
@@ -163,7 +169,6 @@ mod tests {
                     actor: actor.into(),
                     mode: mode.into(),
                 }),
-                topic: "t".into(),
                 partition: 0,
                 offset: i as i64,
             })
@@ -172,7 +177,9 @@ mod tests {
 
     fn run(config: RuleConfig, steps: &[Step]) -> Vec<RuleHit> {
         let trace: Arc<str> = "tr".into();
-        Rule::new(&config).evaluate(steps, &trace, super::super::summary::summary_id("tr", 0))
+        let count = |d| steps.iter().filter(|s| s.fields.decision == d).count() as u32;
+        let counts = (count(Decision::Allowed), count(Decision::Denied));
+        Rule::new(&config).evaluate(steps, counts, &trace, super::super::summary::summary_id("tr", 0))
     }
 
     fn offsets(hit: &RuleHit) -> Vec<i64> {
@@ -205,6 +212,8 @@ mod tests {
         assert_eq!(hits.iter().map(offsets).collect::<Vec<_>>(), vec![vec![0, 2], vec![4, 5]]);
         assert_ne!(hits[0].hit_id, hits[1].hit_id);
         assert_eq!(hits[1].hit_id, hit_id(hits[1].summary_id, "dta", 1));
+        let name = format!("{}|dta|1", hits[1].summary_id);
+        assert_eq!(hits[1].hit_id, Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes()), "UUIDv5 over summary_id|rule|index");
     }
 
     #[test]

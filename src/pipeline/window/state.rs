@@ -8,33 +8,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::summary::StepFields;
-use crate::model::AuditEvent;
+use super::summary::{Step, StepFields};
+use crate::model::EnrichedEvent;
 
 /// Index of a window in the slab.
 pub(super) type Slot = u32;
 /// Index of a partition in `Windows::partitions`.
 pub(super) type PartIx = u32;
-
-/// One event held by an open window: 48 bytes.
-#[derive(Debug, Clone)]
-pub(super) struct Held {
-    pub ts_ms: i64,
-    pub offset: i64,
-    pub event_id: Uuid,
-    pub fields: Arc<StepFields>,
-    pub part: PartIx,
-    /// The partition number (fits in padding): the stable tie-break of step order.
-    pub partition: i32,
-}
-
-impl Held {
-    /// Step order: event time, then offset, then partition number (then the internal partition index,
-    /// for equal partition numbers of different topics).
-    pub fn order(&self) -> (i64, i64, i32, PartIx) {
-        (self.ts_ms, self.offset, self.partition, self.part)
-    }
-}
 
 /// A partition a window holds events of.
 #[derive(Debug, Clone, Copy)]
@@ -47,16 +27,222 @@ pub(super) struct PartRef {
     pub min_offset: i64,
 }
 
+/// Bytes of a trace id stored inline in its window.
+pub(super) const INLINE_TRACE: usize = 38;
+
+/// A trace id, inline when at most [`INLINE_TRACE`] bytes (most ids: UUIDs, W3C trace ids), so
+/// matching a window's trace reads no memory beyond the window.
+#[derive(Debug, Clone)]
+pub(super) enum TraceId {
+    Inline { len: u8, bytes: [u8; INLINE_TRACE] },
+    Heap(Arc<str>),
+}
+
+impl TraceId {
+    pub fn new(trace: &str) -> Self {
+        if trace.len() <= INLINE_TRACE {
+            let mut bytes = [0; INLINE_TRACE];
+            bytes[..trace.len()].copy_from_slice(trace.as_bytes());
+            TraceId::Inline { len: trace.len() as u8, bytes }
+        } else {
+            TraceId::Heap(trace.into())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            TraceId::Inline { len, bytes } => &bytes[..*len as usize],
+            TraceId::Heap(trace) => trace.as_bytes(),
+        }
+    }
+
+    pub fn to_arc(&self) -> Arc<str> {
+        match self {
+            // Copied from a `&str` whole: always UTF-8.
+            TraceId::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default().into(),
+            TraceId::Heap(trace) => trace.clone(),
+        }
+    }
+}
+
+/// Trace id -> open window: a table keyed by the trace's SipHash (random keys), checked against the
+/// trace stored in the window; the rare trace whose hash is taken by another goes to `collided`.
+#[derive(Debug)]
+pub(super) struct TraceIndex {
+    hasher: RandomState,
+    by_hash: HashSlots,
+    collided: HashMap<Arc<str>, Slot>,
+    /// All ones; tests narrow it to force collisions.
+    pub mask: u64,
+}
+
+impl Default for TraceIndex {
+    fn default() -> Self {
+        TraceIndex { hasher: RandomState::new(), by_hash: HashSlots::default(), collided: HashMap::new(), mask: u64::MAX }
+    }
+}
+
+impl TraceIndex {
+    pub fn hash(&self, trace: &str) -> u64 {
+        self.hasher.hash_one(trace) & self.mask
+    }
+
+    pub fn get(&self, hash: u64, trace: &str, slab: &Slab) -> Option<Slot> {
+        if let Some(slot) = self.by_hash.get(hash) {
+            if slab.get(slot).trace.as_bytes() == trace.as_bytes() {
+                return Some(slot);
+            }
+        }
+        if self.collided.is_empty() {
+            None
+        } else {
+            self.collided.get(trace).copied()
+        }
+    }
+
+    pub fn insert(&mut self, hash: u64, trace: &str, slot: Slot) {
+        if !self.by_hash.insert(hash, slot) {
+            self.collided.insert(trace.into(), slot);
+        }
+    }
+
+    pub fn remove(&mut self, hash: u64, trace: &str, slot: Slot) {
+        if self.by_hash.get(hash) == Some(slot) {
+            self.by_hash.remove(hash);
+        } else {
+            self.collided.remove(trace);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len() + self.collided.len()
+    }
+
+    pub fn capacity_bytes(&self) -> usize {
+        self.by_hash.capacity_bytes() + self.collided.capacity() * 25
+    }
+}
+
+/// A linear-probing table of (hash, slot) pairs, 16 bytes each, at most half full: a lookup reads
+/// one cache line, where a general hash map reads its control bytes and then its entry.
+#[derive(Debug, Default)]
+pub(super) struct HashSlots {
+    entries: Vec<(u64, Slot)>,
+    len: usize,
+}
+
+const EMPTY: Slot = Slot::MAX;
+
+impl HashSlots {
+    fn mask(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    pub fn get(&self, hash: u64) -> Option<Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut at = hash as usize & self.mask();
+        loop {
+            let (h, slot) = self.entries[at];
+            if slot == EMPTY {
+                return None;
+            }
+            if h == hash {
+                return Some(slot);
+            }
+            at = (at + 1) & self.mask();
+        }
+    }
+
+    /// Inserts unless `hash` is present; returns whether it inserted.
+    pub fn insert(&mut self, hash: u64, slot: Slot) -> bool {
+        if 2 * (self.len + 1) > self.entries.len() {
+            self.grow();
+        }
+        let mut at = hash as usize & self.mask();
+        loop {
+            let (h, s) = self.entries[at];
+            if s == EMPTY {
+                self.entries[at] = (hash, slot);
+                self.len += 1;
+                return true;
+            }
+            if h == hash {
+                return false;
+            }
+            at = (at + 1) & self.mask();
+        }
+    }
+
+    /// Removes `hash`, shifting back the entries after it (no tombstones).
+    pub fn remove(&mut self, hash: u64) {
+        if self.len == 0 {
+            return;
+        }
+        let mask = self.mask();
+        let mut at = hash as usize & mask;
+        loop {
+            let (h, s) = self.entries[at];
+            if s == EMPTY {
+                return;
+            }
+            if h == hash {
+                break;
+            }
+            at = (at + 1) & mask;
+        }
+        self.len -= 1;
+        let mut hole = at;
+        let mut next = (hole + 1) & mask;
+        loop {
+            let (h, s) = self.entries[next];
+            if s == EMPTY {
+                break;
+            }
+            // The entry at `next` may fill the hole if its home is not in (hole, next].
+            let home = h as usize & mask;
+            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
+                self.entries[hole] = (h, s);
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.entries[hole] = (0, EMPTY);
+    }
+
+    fn grow(&mut self) {
+        let size = (2 * self.entries.len()).max(16);
+        let old = std::mem::replace(&mut self.entries, vec![(0, EMPTY); size]);
+        self.len = 0;
+        for (h, s) in old {
+            if s != EMPTY {
+                self.insert(h, s);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn capacity_bytes(&self) -> usize {
+        self.entries.len() * std::mem::size_of::<(u64, Slot)>()
+    }
+}
+
 /// An open window.
 #[derive(Debug)]
 pub(super) struct Window {
-    pub trace: Arc<str>,
+    pub trace: TraceId,
+    /// The trace's hash in the [`TraceIndex`].
+    pub hash: u64,
     pub first_ts: i64,
     pub last_ts: i64,
     /// Opening order, the tie-break of the age index.
     pub open_seq: u64,
-    /// Ordered by [`Held::order`].
-    pub steps: Vec<Held>,
+    /// Ordered by [`Step::order`].
+    pub steps: Vec<Step>,
     /// The partition of the first event; `more` holds any others (empty when input is keyed by trace).
     pub home: PartRef,
     pub more: Vec<PartRef>,
@@ -79,13 +265,14 @@ impl Window {
         }
     }
 
-    /// Inserts `held` at its place in step order (a push when events arrive in order).
-    pub fn insert(&mut self, held: Held) {
-        if self.steps.last().is_none_or(|last| last.order() <= held.order()) {
-            self.steps.push(held);
+    /// Inserts `held` at its place in step order: a push, without reading the last step, when
+    /// `after_last` (its time is past every step's).
+    pub fn insert(&mut self, step: Step, after_last: bool) {
+        if after_last || self.steps.last().is_none_or(|last| last.order(&step).is_le()) {
+            self.steps.push(step);
         } else {
-            let at = self.steps.partition_point(|s| s.order() <= held.order());
-            self.steps.insert(at, held);
+            let at = self.steps.partition_point(|s| s.order(&step).is_le());
+            self.steps.insert(at, step);
         }
     }
 }
@@ -188,12 +375,87 @@ impl Hasher for PassThrough {
     }
 }
 
+/// Hex digit values; 0xff for any other byte.
+const HEX: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Parses a hyphenated UUID (`8-4-4-4-12` hex digits, either case), the form of every event id;
+/// `None` for anything else. Several times cheaper than `Uuid::try_parse`, which takes other forms too.
+pub(super) fn parse_uuid(text: &str) -> Option<Uuid> {
+    let b = text.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let b: &[u8; 36] = b.try_into().ok()?;
+    let mut bad = 0u8;
+    let mut four = |at: usize| {
+        let (w, x, y, z) = (HEX[b[at] as usize], HEX[b[at + 1] as usize], HEX[b[at + 2] as usize], HEX[b[at + 3] as usize]);
+        bad |= w | x | y | z;
+        u64::from(w & 0xf) << 12 | u64::from(x & 0xf) << 8 | u64::from(y & 0xf) << 4 | u64::from(z & 0xf)
+    };
+    let hi = four(0) << 48 | four(4) << 32 | four(9) << 16 | four(14);
+    let lo = four(19) << 48 | four(24) << 32 | four(28) << 16 | four(32);
+    (bad & 0xf0 == 0).then(|| Uuid::from_u64_pair(hi, lo))
+}
+
+/// A fast, unkeyed hash for the interner's keys (field values): a collision only costs sharing.
+#[derive(Default)]
+pub(super) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        // murmur3 fmix64
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n) | 0x100);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+}
+
+impl FastHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Shares one [`StepFields`] among all held events with the same fields. Bounded: entries no held
 /// event uses any more are purged whenever the table doubles.
 #[derive(Debug)]
 pub(super) struct Interner {
     map: HashMap<u64, Arc<StepFields>, BuildHasherDefault<PassThrough>>,
-    hasher: RandomState,
     purge_at: usize,
 }
 
@@ -201,22 +463,28 @@ const MIN_PURGE_AT: usize = 4096;
 
 impl Default for Interner {
     fn default() -> Self {
-        Interner { map: HashMap::default(), hasher: RandomState::new(), purge_at: MIN_PURGE_AT }
+        Interner { map: HashMap::default(), purge_at: MIN_PURGE_AT }
     }
 }
 
 impl Interner {
-    pub fn intern(&mut self, e: &AuditEvent) -> Arc<StepFields> {
-        let hash = self.hasher.hash_one((&e.action, &e.artifact, &e.result, &e.policy, &e.actor, &e.mode));
+    pub fn intern(&mut self, enriched: &EnrichedEvent) -> Arc<StepFields> {
+        let e = &enriched.event;
+        let mut hasher = FastHasher::default();
+        for field in [&enriched.provenance.topic, &e.action, &e.artifact, &e.result, &e.policy, &e.actor, &e.mode] {
+            hasher.write_usize(field.len());
+            hasher.write(field.as_bytes());
+        }
+        let hash = hasher.finish();
         if let Some(fields) = self.map.get(&hash) {
             // A 64-bit collision with other fields only costs the sharing.
-            return if fields.matches(e) { fields.clone() } else { Arc::new(StepFields::of(e)) };
+            return if fields.matches(enriched) { fields.clone() } else { Arc::new(StepFields::of(enriched)) };
         }
         if self.map.len() >= self.purge_at {
             self.map.retain(|_, fields| Arc::strong_count(fields) > 1);
             self.purge_at = (2 * self.map.len()).max(MIN_PURGE_AT);
         }
-        let fields = Arc::new(StepFields::of(e));
+        let fields = Arc::new(StepFields::of(enriched));
         self.map.insert(hash, fields.clone());
         fields
     }
@@ -271,7 +539,88 @@ mod tests {
 
     #[test]
     fn held_event_is_compact() {
-        assert_eq!(std::mem::size_of::<Held>(), 48);
+        assert_eq!(std::mem::size_of::<Step>(), 48);
+        assert_eq!(std::mem::size_of::<TraceId>(), 40);
+    }
+
+    #[test]
+    fn trace_ids_inline_or_on_the_heap() {
+        let short = "tr-8f2c7a91-2b14-4e8e";
+        let long = "x".repeat(INLINE_TRACE + 1);
+        assert!(matches!(TraceId::new(short), TraceId::Inline { .. }));
+        assert!(matches!(TraceId::new(&long), TraceId::Heap(_)));
+        assert_eq!(&*TraceId::new(short).to_arc(), short);
+        assert_eq!(TraceId::new(&long).as_bytes(), long.as_bytes());
+        assert_eq!(TraceId::new("").as_bytes(), b"");
+    }
+
+    proptest::proptest! {
+        /// Against a HashMap: random inserts and removes over few hashes (long probe runs).
+        #[test]
+        fn hash_slots_match_a_map(ops in proptest::collection::vec((0u64..40, proptest::bool::ANY), 0..300)) {
+            let mut table = HashSlots::default();
+            let mut model = HashMap::new();
+            for (i, (hash, insert)) in ops.into_iter().enumerate() {
+                // Hashes collide in their low bits, so they share probe runs.
+                let hash = hash << 20 | (hash % 3);
+                if insert {
+                    proptest::prop_assert_eq!(table.insert(hash, i as Slot), !model.contains_key(&hash));
+                    model.entry(hash).or_insert(i as Slot);
+                } else {
+                    table.remove(hash);
+                    model.remove(&hash);
+                }
+                proptest::prop_assert_eq!(table.len(), model.len());
+                for h in 0..40u64 {
+                    let h = h << 20 | (h % 3);
+                    proptest::prop_assert_eq!(table.get(h), model.get(&h).copied());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trace_index_handles_hash_collisions() {
+        let mut slab = Slab::default();
+        let mut index = TraceIndex { mask: 0, ..TraceIndex::default() };
+        let window = |trace: &str| Window {
+            trace: TraceId::new(trace),
+            hash: 0,
+            first_ts: 0,
+            last_ts: 0,
+            open_seq: 0,
+            steps: Vec::new(),
+            home: PartRef { part: 0, key: None, min_offset: 0 },
+            more: Vec::new(),
+        };
+        let (a, b) = (slab.insert(window("a")), slab.insert(window("b")));
+        let h = index.hash("a");
+        assert_eq!(h, index.hash("b"));
+        index.insert(h, "a", a);
+        index.insert(h, "b", b);
+        assert_eq!((index.get(h, "a", &slab), index.get(h, "b", &slab), index.get(h, "c", &slab)), (Some(a), Some(b), None));
+        index.remove(h, "a", a);
+        assert_eq!((index.get(h, "a", &slab), index.get(h, "b", &slab), index.len()), (None, Some(b), 1));
+        index.remove(h, "b", b);
+        assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn parses_hyphenated_uuids_like_the_uuid_crate() {
+        for text in ["7c89f897-af79-5960-b7f4-294fd28cd35a", "CEC2C36B-1A68-5E27-9009-9862FBE0FE52", "00000000-0000-0000-0000-000000000000"] {
+            assert_eq!(parse_uuid(text), Some(Uuid::try_parse(text).unwrap()));
+        }
+        for text in ["", "7c89f897af795960b7f4294fd28cd35a", "7c89f897-af79-5960-b7f4-294fd28cd35g", "7c89f897-af79-5960-b7f4_294fd28cd35a", "{7c89f897-af79-5960-b7f4-294fd28cd35}"] {
+            assert_eq!(parse_uuid(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn fast_hash_separates_field_boundaries() {
+        let h = |fields: (&str, &str)| BuildHasherDefault::<FastHasher>::default().hash_one(fields);
+        assert_ne!(h(("ab", "c")), h(("a", "bc")));
+        assert_ne!(h(("", "")), h(("\0", "")));
+        assert_eq!(h(("deploy", "x@1")), h(("deploy", "x@1")));
     }
 
     #[test]

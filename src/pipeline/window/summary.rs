@@ -8,69 +8,87 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::model::{AuditEvent, Decision};
+use crate::model::{Decision, EnrichedEvent};
 
 /// The descriptive fields of a step, shared (interned) between the steps of all windows that
-/// carry the same values.
+/// carry the same values; each string is shared too (summaries list actors without copying).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFields {
+    /// Source topic.
+    pub topic: Arc<str>,
     /// The operation attempted.
-    pub action: String,
+    pub action: Arc<str>,
     /// What was acted on.
-    pub artifact: String,
+    pub artifact: Arc<str>,
     /// The decision as received.
-    pub result: String,
+    pub result: Arc<str>,
     /// The decision, classified.
     pub decision: Decision,
     /// The policy that evaluated the action.
-    pub policy: String,
+    pub policy: Arc<str>,
     /// Who initiated the action.
-    pub actor: String,
+    pub actor: Arc<str>,
     /// Execution mode.
-    pub mode: String,
+    pub mode: Arc<str>,
 }
 
 impl StepFields {
-    /// The fields of `event`.
-    pub fn of(event: &AuditEvent) -> Self {
+    /// The fields of `enriched`.
+    pub fn of(enriched: &EnrichedEvent) -> Self {
+        let event = &enriched.event;
         StepFields {
-            action: event.action.clone(),
-            artifact: event.artifact.clone(),
-            result: event.result.clone(),
+            topic: enriched.provenance.topic.as_str().into(),
+            action: event.action.as_str().into(),
+            artifact: event.artifact.as_str().into(),
+            result: event.result.as_str().into(),
             decision: event.decision,
-            policy: event.policy.clone(),
-            actor: event.actor.clone(),
-            mode: event.mode.clone(),
+            policy: event.policy.as_str().into(),
+            actor: event.actor.as_str().into(),
+            mode: event.mode.as_str().into(),
         }
     }
 
-    /// Whether these are the fields of `event`.
-    pub fn matches(&self, event: &AuditEvent) -> bool {
+    /// Whether these are the fields of `enriched`.
+    pub fn matches(&self, enriched: &EnrichedEvent) -> bool {
+        let event = &enriched.event;
         self.decision == event.decision
-            && self.action == event.action
-            && self.artifact == event.artifact
-            && self.result == event.result
-            && self.policy == event.policy
-            && self.actor == event.actor
-            && self.mode == event.mode
+            && *self.topic == *enriched.provenance.topic
+            && *self.action == *event.action
+            && *self.artifact == *event.artifact
+            && *self.result == *event.result
+            && *self.policy == *event.policy
+            && *self.actor == *event.actor
+            && *self.mode == *event.mode
     }
 }
 
-/// One event of a window.
+/// One event of a window: 48 bytes, held as it is while the window is open.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// Event time, epoch milliseconds.
     pub ts_ms: i64,
-    /// The event id (`EnrichedEvent::event_id`).
-    pub event_id: Uuid,
-    /// Action, artifact, result, policy, actor and mode.
-    pub fields: Arc<StepFields>,
-    /// Source topic.
-    pub topic: Arc<str>,
-    /// Source partition.
-    pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// The event id (`EnrichedEvent::event_id`).
+    pub event_id: Uuid,
+    /// Source topic, action, artifact, result, policy, actor and mode.
+    pub fields: Arc<StepFields>,
+    /// Source partition.
+    pub partition: i32,
+}
+
+impl Step {
+    /// Source topic.
+    pub fn topic(&self) -> &str {
+        &self.fields.topic
+    }
+
+    /// Step order: event time, then offset, then partition, then topic.
+    pub fn order(&self, other: &Step) -> std::cmp::Ordering {
+        (self.ts_ms, self.offset, self.partition)
+            .cmp(&(other.ts_ms, other.offset, other.partition))
+            .then_with(|| self.fields.topic.cmp(&other.fields.topic))
+    }
 }
 
 /// Why a window closed.
@@ -115,14 +133,14 @@ pub struct TraceSummary {
     pub start_ms: i64,
     /// Last event time, epoch milliseconds.
     pub end_ms: i64,
-    /// The events, ordered by event time, ties by offset then partition.
+    /// The events, ordered by event time, ties by offset, then partition, then topic.
     pub steps: Vec<Step>,
     /// Events whose decision is `allowed`.
     pub allowed: u32,
     /// Events whose decision is `denied`.
     pub denied: u32,
     /// Distinct actors, sorted.
-    pub actors: Vec<String>,
+    pub actors: Vec<Arc<str>>,
     /// Names of the rules that hit, in rule declaration order, each once.
     pub rule_hits: Vec<Arc<str>>,
     /// Whether the window was closed early by a bound (`max_events`, `capacity`).
@@ -134,7 +152,64 @@ pub struct TraceSummary {
 /// The deterministic id of the window of `trace` starting at `start_ms`: UUIDv5 in the URL
 /// namespace over `trace|start_ms` (decimal epoch milliseconds).
 pub fn summary_id(trace: &str, start_ms: i64) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{trace}|{start_ms}").as_bytes())
+    let mut name = NameBuf::default();
+    name.push(trace.as_bytes());
+    name.push(b"|");
+    name.push_decimal(start_ms);
+    name.uuid()
+}
+
+/// The name of a UUIDv5, built on the stack when short (ids are computed for every closed window
+/// and every rule hit).
+pub(super) struct NameBuf {
+    stack: [u8; 128],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        NameBuf { stack: [0; 128], len: 0, heap: Vec::new() }
+    }
+}
+
+impl NameBuf {
+    pub(super) fn push(&mut self, bytes: &[u8]) {
+        if !self.heap.is_empty() || self.len + bytes.len() > self.stack.len() {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        } else {
+            self.stack[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    /// Appends `value` in decimal (what `{}` writes), without the formatting machinery.
+    pub(super) fn push_decimal(&mut self, value: i64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            self.push(b"-");
+        }
+        self.push(&digits[at..]);
+    }
+
+    /// UUIDv5 in the URL namespace over the name.
+    pub(super) fn uuid(&self) -> Uuid {
+        let name = if self.heap.is_empty() { &self.stack[..self.len] } else { &self.heap[..] };
+        Uuid::new_v5(&Uuid::NAMESPACE_URL, name)
+    }
 }
 
 /// Epoch milliseconds as RFC 3339 UTC with milliseconds (`2026-04-18T14:22:07.441Z`); empty when
@@ -177,7 +252,7 @@ impl<'a> StepJson<'a> {
             actor: &f.actor,
             mode: &f.mode,
             event_id: step.event_id.to_string(),
-            source: SourceJson { topic: &step.topic, partition: step.partition, offset: step.offset },
+            source: SourceJson { topic: step.topic(), partition: step.partition, offset: step.offset },
         }
     }
 }
@@ -195,7 +270,7 @@ struct SummaryJson<'a> {
     events: usize,
     allowed: u32,
     denied: u32,
-    actors: &'a [String],
+    actors: Vec<&'a str>,
     rule_hits: Vec<&'a str>,
     truncated: bool,
     close_reason: &'static str,
@@ -227,7 +302,7 @@ impl TraceSummary {
             events: self.events(),
             allowed: self.allowed,
             denied: self.denied,
-            actors: &self.actors,
+            actors: self.actors.iter().map(|a| &**a).collect(),
             rule_hits: self.rule_hits.iter().map(|r| &**r).collect(),
             truncated: self.truncated,
             close_reason: self.close_reason.as_str(),
@@ -258,7 +333,7 @@ impl TraceSummary {
                     (
                         "source".into(),
                         Avro::Record(vec![
-                            ("topic".into(), string(&step.topic)),
+                            ("topic".into(), string(step.topic())),
                             ("partition".into(), Avro::Int(step.partition)),
                             ("offset".into(), Avro::Long(step.offset)),
                         ]),
@@ -293,6 +368,7 @@ mod tests {
     pub(crate) fn sample() -> TraceSummary {
         let fields = |action: &str, result: &str, decision| {
             Arc::new(StepFields {
+                topic: "audit.raw".into(),
                 action: action.into(),
                 artifact: "billing-service@v4.2.1".into(),
                 result: result.into(),
@@ -302,7 +378,6 @@ mod tests {
                 mode: "fixed".into(),
             })
         };
-        let topic: Arc<str> = "audit.raw".into();
         let trace: Arc<str> = "tr-8f2c7a91-2b14-4e8e".into();
         TraceSummary {
             summary_id: summary_id(&trace, 1_776_522_127_441),
@@ -314,7 +389,6 @@ mod tests {
                     ts_ms: 1_776_522_127_441,
                     event_id: Uuid::nil(),
                     fields: fields("deploy", "denied", Decision::Denied),
-                    topic: topic.clone(),
                     partition: 0,
                     offset: 7,
                 },
@@ -322,7 +396,6 @@ mod tests {
                     ts_ms: 1_776_522_129_000,
                     event_id: Uuid::max(),
                     fields: fields("deploy", "allowed", Decision::Allowed),
-                    topic,
                     partition: 1,
                     offset: 3,
                 },
@@ -337,10 +410,25 @@ mod tests {
     }
 
     #[test]
+    fn name_buffer_writes_what_format_writes() {
+        for value in [0, 7, -7, 10, 1_776_522_127_441, i64::MAX, i64::MIN] {
+            let mut name = NameBuf::default();
+            name.push(b"x|");
+            name.push_decimal(value);
+            assert_eq!(name.uuid(), Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("x|{value}").as_bytes()));
+        }
+        let long = "t".repeat(200);
+        assert_eq!(summary_id(&long, 42), Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{long}|42").as_bytes()));
+        let edge = "t".repeat(126);
+        assert_eq!(summary_id(&edge, 42), Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{edge}|42").as_bytes()));
+    }
+
+    #[test]
     fn summary_id_is_deterministic_over_trace_and_start() {
         let a = summary_id("tr-1", 1_000);
         assert_eq!(a, summary_id("tr-1", 1_000));
         assert_eq!(a, Uuid::new_v5(&Uuid::NAMESPACE_URL, b"tr-1|1000"));
+        assert_eq!(summary_id("t", -5), Uuid::new_v5(&Uuid::NAMESPACE_URL, b"t|-5"));
         assert_eq!(a.get_version_num(), 5);
         assert_ne!(a, summary_id("tr-1", 1_001));
         assert_ne!(a, summary_id("tr-2", 1_000));

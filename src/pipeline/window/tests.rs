@@ -504,17 +504,21 @@ proptest! {
 
     /// Against the naive model: the same outputs after every operation; every event ends in exactly
     /// one summary or one late output (conservation); held_offset is exactly the lowest offset held;
-    /// bounds hold; steps are ordered.
+    /// bounds hold; steps are ordered. Half the cases force trace-hash collisions.
     #[test]
     fn matches_the_naive_model(
         gap in 1u64..200, max_duration in 1u64..400, lateness in 0u64..80, idle in 1u64..300,
         max_open in 1usize..5, max_events in 1usize..6, ops in prop::collection::vec(op(), 1..120),
+        collide in any::<bool>(),
     ) {
         let settings = WindowSettings {
             gap_ms: gap, max_duration_ms: max_duration, allowed_lateness_ms: lateness, idle_timeout_ms: idle,
             max_open_traces: max_open, max_events_per_trace: max_events, remember_closed: 1_000, rules: Vec::new(),
         };
         let mut w = Windows::new(settings);
+        if collide {
+            w.force_trace_collisions();
+        }
         let mut model = naive::Model::new(gap as i64, max_duration as i64, lateness as i64, idle as i64, max_open, max_events);
         let (mut ts, mut now, mut next_offset) = (1_000i64, 0i64, [0i64; 3]);
         let mut added = Vec::new();
