@@ -222,7 +222,7 @@ impl Windows {
             TraceId::Inline { .. } => 0,
             TraceId::Heap(trace) => 16 + trace.len(),
         };
-        w.steps.capacity() * std::mem::size_of::<Step>() + w.more.capacity() * std::mem::size_of::<PartRef>() + heap_trace
+        w.steps.capacity() * std::mem::size_of::<Step>() + w.more_bytes() + heap_trace
     }
 
     /// Makes trace hashes collide (two values only), to test the collision path.
@@ -255,8 +255,9 @@ impl Windows {
 
     /// The window's close deadline and the reason it would close for.
     fn deadline(&self, w: &Window) -> (i64, CloseReason) {
-        let by_gap = w.last_ts.saturating_add(self.gap);
-        let by_duration = w.first_ts.saturating_add(self.max_duration);
+        // Never i64::MIN, which marks "no index entry".
+        let by_gap = w.last_ts.saturating_add(self.gap).max(i64::MIN + 1);
+        let by_duration = w.first_ts.saturating_add(self.max_duration).max(i64::MIN + 1);
         if by_duration <= by_gap {
             (by_duration, CloseReason::MaxDuration)
         } else {
@@ -268,26 +269,34 @@ impl Windows {
     /// of each partition whose watermark is still behind it (keyed at most at the deadline), none in
     /// the others. Returns the close reason when no partition holds the window open any more.
     fn reindex(&mut self, slot: Slot) -> Option<CloseReason> {
-        let (deadline, reason) = self.deadline(self.slab.get(slot));
+        let w = self.slab.get(slot);
+        let (deadline, reason) = self.deadline(w);
+        // Fast path, the common case: one partition, indexed no later than the deadline, behind it.
+        if !w.has_more() && w.home.key().is_some_and(|key| key <= deadline) {
+            let st = &self.partitions[w.home.part as usize];
+            if st.watermark(self.lateness) < deadline {
+                return None;
+            }
+        }
         let mut open = false;
         for pr in self.slab.get_mut(slot).parts_mut() {
             let st = &mut self.partitions[pr.part as usize];
             if st.watermark(self.lateness) >= deadline {
-                if let Some(key) = pr.key.take() {
+                if let Some(key) = pr.take_key() {
                     st.deadlines.remove(&(key, slot));
                 }
             } else {
                 open = true;
-                match pr.key {
+                match pr.key() {
                     Some(key) if key <= deadline => {}
                     Some(key) => {
                         st.deadlines.remove(&(key, slot));
                         st.deadlines.insert((deadline, slot));
-                        pr.key = Some(deadline);
+                        pr.set_key(Some(deadline));
                     }
                     None => {
                         st.deadlines.insert((deadline, slot));
-                        pr.key = Some(deadline);
+                        pr.set_key(Some(deadline));
                     }
                 }
             }
@@ -307,7 +316,7 @@ impl Windows {
             }
             let (_, slot) = deadlines.pop_first().expect("checked above");
             if let Some(pr) = self.slab.get_mut(slot).part_mut(part) {
-                pr.key = None;
+                pr.set_key(None);
             }
             if let Some(reason) = self.reindex(slot) {
                 self.close(slot, if idle { CloseReason::Idle } else { reason }, false, out);
@@ -342,9 +351,9 @@ impl Windows {
             first_ts: ts,
             last_ts: ts,
             open_seq: seq,
-            steps: Vec::with_capacity(1),
-            home: PartRef { part, key: None, min_offset: offset },
-            more: Vec::new(),
+            steps: Vec::with_capacity(4),
+            home: PartRef::new(part, offset),
+            more: None,
         };
         window.steps.push(step);
         let slot = self.slab.insert(window);
@@ -372,7 +381,7 @@ impl Windows {
             }
             Some(_) => {}
             None => {
-                w.more.push(PartRef { part, key: None, min_offset: offset });
+                w.push_part(PartRef::new(part, offset));
                 st.held.insert((offset, slot));
             }
         }
@@ -400,7 +409,7 @@ impl Windows {
         self.age.remove(&(w.first_ts, w.open_seq, slot));
         for pr in w.parts() {
             let st = &mut self.partitions[pr.part as usize];
-            if let Some(key) = pr.key {
+            if let Some(key) = pr.key() {
                 st.deadlines.remove(&(key, slot));
             }
             st.held.remove(&(pr.min_offset, slot));
@@ -415,7 +424,7 @@ impl Windows {
             }
         }
         // Distinct actors: steps sharing fields share the actor; a linear check, as traces have few.
-        let mut actors: Vec<Arc<str>> = Vec::new();
+        let mut actors: Vec<Arc<str>> = Vec::with_capacity(steps.len().min(4));
         for (i, step) in steps.iter().enumerate() {
             if i > 0 && Arc::ptr_eq(&step.fields, &steps[i - 1].fields) {
                 continue;
@@ -439,6 +448,7 @@ impl Windows {
             self.truncated += 1;
         }
         self.closed.remember(trace.clone(), w.first_ts, w.last_ts);
+        out.reserve(1 + hits.len());
         out.push(WindowOutput::Summary(TraceSummary {
             summary_id: id,
             trace,

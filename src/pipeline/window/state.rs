@@ -16,15 +16,38 @@ pub(super) type Slot = u32;
 /// Index of a partition in `Windows::partitions`.
 pub(super) type PartIx = u32;
 
-/// A partition a window holds events of.
+/// A partition a window holds events of: 24 bytes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PartRef {
     pub part: PartIx,
-    /// The key of the window's entry in the partition's deadline index; `None` once the partition's
-    /// watermark has passed the window's deadline. Always ≤ the window's current deadline.
-    pub key: Option<i64>,
+    /// The key of the window's entry in the partition's deadline index ([`NO_KEY`] for none, once
+    /// the partition's watermark has passed the window's deadline). Always ≤ the window's deadline.
+    key: i64,
     /// The lowest offset of this partition held by the window (its entry in the held index).
     pub min_offset: i64,
+}
+
+/// "No entry in the deadline index": deadlines are always above it.
+const NO_KEY: i64 = i64::MIN;
+
+impl PartRef {
+    pub fn new(part: PartIx, min_offset: i64) -> Self {
+        PartRef { part, key: NO_KEY, min_offset }
+    }
+
+    pub fn key(&self) -> Option<i64> {
+        (self.key != NO_KEY).then_some(self.key)
+    }
+
+    pub fn set_key(&mut self, key: Option<i64>) {
+        self.key = key.unwrap_or(NO_KEY);
+    }
+
+    pub fn take_key(&mut self) -> Option<i64> {
+        let key = self.key();
+        self.key = NO_KEY;
+        key
+    }
 }
 
 /// Bytes of a trace id stored inline in its window.
@@ -232,36 +255,55 @@ impl HashSlots {
 }
 
 /// An open window.
+/// Exactly two cache lines, the fields an event reads first in the first line.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(super) struct Window {
     pub trace: TraceId,
-    /// The trace's hash in the [`TraceIndex`].
-    pub hash: u64,
-    pub first_ts: i64,
-    pub last_ts: i64,
-    /// Opening order, the tie-break of the age index.
-    pub open_seq: u64,
     /// Ordered by [`Step::order`].
     pub steps: Vec<Step>,
-    /// The partition of the first event; `more` holds any others (empty when input is keyed by trace).
+    pub first_ts: i64,
+    pub last_ts: i64,
+    /// The partition of the first event; `more` holds any others (none when input is keyed by trace).
     pub home: PartRef,
-    pub more: Vec<PartRef>,
+    /// Opening order, the tie-break of the age index.
+    pub open_seq: u64,
+    /// The trace's hash in the [`TraceIndex`].
+    pub hash: u64,
+    pub more: Option<Box<Vec<PartRef>>>,
 }
 
 impl Window {
+    fn more(&self) -> &[PartRef] {
+        self.more.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    pub fn has_more(&self) -> bool {
+        self.more.is_some()
+    }
+
+    pub fn push_part(&mut self, part: PartRef) {
+        self.more.get_or_insert_with(Default::default).push(part);
+    }
+
+    pub fn more_bytes(&self) -> usize {
+        self.more.as_ref().map_or(0, |m| 24 + m.capacity() * std::mem::size_of::<PartRef>())
+    }
+
     pub fn parts(&self) -> impl Iterator<Item = &PartRef> {
-        std::iter::once(&self.home).chain(self.more.iter())
+        std::iter::once(&self.home).chain(self.more().iter())
     }
 
     pub fn parts_mut(&mut self) -> impl Iterator<Item = &mut PartRef> {
-        std::iter::once(&mut self.home).chain(self.more.iter_mut())
+        let more = self.more.as_deref_mut().map_or(&mut [][..], Vec::as_mut_slice);
+        std::iter::once(&mut self.home).chain(more.iter_mut())
     }
 
     pub fn part_mut(&mut self, part: PartIx) -> Option<&mut PartRef> {
         if self.home.part == part {
             Some(&mut self.home)
         } else {
-            self.more.iter_mut().find(|p| p.part == part)
+            self.more.as_deref_mut()?.iter_mut().find(|p| p.part == part)
         }
     }
 
@@ -375,40 +417,48 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Hex digit values; 0xff for any other byte.
-const HEX: [u8; 256] = {
-    let mut table = [0xff; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
+/// Eight hex digits (ASCII, either case, first digit in the lowest byte as loaded little-endian)
+/// to their 32-bit value; `None` unless all eight are hex digits. Branch-free SWAR.
+fn hex8(word: u64) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte: 0x80 when the byte is in [lo, hi], for bytes below 0x80.
+    let within = |x: u64, lo: u8, hi: u8| {
+        let above_lo = x.wrapping_add(ONES * u64::from(0x80 - lo)) & HIGH;
+        let above_hi = x.wrapping_add(ONES * u64::from(0x7f - hi)) & HIGH;
+        above_lo & !above_hi
+    };
+    let ascii = word & HIGH == 0;
+    let lower = word | ONES * 0x20;
+    let digit = within(word, b'0', b'9');
+    let letter = within(lower, b'a', b'f');
+    if !ascii || (digit | letter) != HIGH {
+        return None;
     }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
+    // '0'..'9' -> 0..9; 'a'..'f' (and 'A'..'F') -> 10..15.
+    let nibbles = (word & ONES * 0x0f) + (letter >> 7) * 9;
+    // Bytes n0..n7 (n0 first) -> n0 n1 .. n7 as a 32-bit number.
+    let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let quads = ((pairs << 8) | (pairs >> 16)) & 0x0000_ffff_0000_ffff;
+    let all = (quads << 16) | (quads >> 32);
+    Some((all & 0xffff_ffff) as u32)
+}
 
 /// Parses a hyphenated UUID (`8-4-4-4-12` hex digits, either case), the form of every event id;
 /// `None` for anything else. Several times cheaper than `Uuid::try_parse`, which takes other forms too.
 pub(super) fn parse_uuid(text: &str) -> Option<Uuid> {
-    let b = text.as_bytes();
-    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+    let b: &[u8; 36] = text.as_bytes().try_into().ok()?;
+    if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
-    let b: &[u8; 36] = b.try_into().ok()?;
-    let mut bad = 0u8;
-    let mut four = |at: usize| {
-        let (w, x, y, z) = (HEX[b[at] as usize], HEX[b[at + 1] as usize], HEX[b[at + 2] as usize], HEX[b[at + 3] as usize]);
-        bad |= w | x | y | z;
-        u64::from(w & 0xf) << 12 | u64::from(x & 0xf) << 8 | u64::from(y & 0xf) << 4 | u64::from(z & 0xf)
-    };
-    let hi = four(0) << 48 | four(4) << 32 | four(9) << 16 | four(14);
-    let lo = four(19) << 48 | four(24) << 32 | four(28) << 16 | four(32);
-    (bad & 0xf0 == 0).then(|| Uuid::from_u64_pair(hi, lo))
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let four = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")));
+    // Digits 0-7, 8-15 (groups 2 and 3), 16-23 (groups 4 and 5), 24-31.
+    let a = hex8(word(0))?;
+    let bc = hex8(four(9) | four(14) << 32)?;
+    let de = hex8(four(19) | four(24) << 32)?;
+    let f = hex8(word(28))?;
+    Some(Uuid::from_u64_pair(u64::from(a) << 32 | u64::from(bc), u64::from(de) << 32 | u64::from(f)))
 }
 
 /// A fast, unkeyed hash for the interner's keys (field values): a collision only costs sharing.
@@ -446,6 +496,28 @@ impl Hasher for FastHasher {
 }
 
 impl FastHasher {
+    /// Hashes a length and its bytes by words, the last word overlapping when the length is not a
+    /// multiple of 8 (the length keeps it unambiguous).
+    fn write_field(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        self.mix(n as u64);
+        if n < 8 {
+            let mut last = 0u64;
+            for (i, &b) in bytes.iter().enumerate() {
+                last |= u64::from(b) << (8 * i);
+            }
+            self.mix(last);
+            return;
+        }
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let mut at = 0;
+        while at + 8 < n {
+            self.mix(word(at));
+            at += 8;
+        }
+        self.mix(word(n - 8));
+    }
+
     fn mix(&mut self, word: u64) {
         self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
@@ -472,8 +544,7 @@ impl Interner {
         let e = &enriched.event;
         let mut hasher = FastHasher::default();
         for field in [&enriched.provenance.topic, &e.action, &e.artifact, &e.result, &e.policy, &e.actor, &e.mode] {
-            hasher.write_usize(field.len());
-            hasher.write(field.as_bytes());
+            hasher.write_field(field.as_bytes());
         }
         let hash = hasher.finish();
         if let Some(fields) = self.map.get(&hash) {
@@ -540,6 +611,8 @@ mod tests {
     #[test]
     fn held_event_is_compact() {
         assert_eq!(std::mem::size_of::<Step>(), 48);
+        assert_eq!(std::mem::size_of::<Window>(), 128);
+        assert_eq!(std::mem::size_of::<Option<Window>>(), 128);
         assert_eq!(std::mem::size_of::<TraceId>(), 40);
     }
 
@@ -590,8 +663,8 @@ mod tests {
             last_ts: 0,
             open_seq: 0,
             steps: Vec::new(),
-            home: PartRef { part: 0, key: None, min_offset: 0 },
-            more: Vec::new(),
+            home: PartRef::new(0, 0),
+            more: None,
         };
         let (a, b) = (slab.insert(window("a")), slab.insert(window("b")));
         let h = index.hash("a");
@@ -612,6 +685,30 @@ mod tests {
         }
         for text in ["", "7c89f897af795960b7f4294fd28cd35a", "7c89f897-af79-5960-b7f4-294fd28cd35g", "7c89f897-af79-5960-b7f4_294fd28cd35a", "{7c89f897-af79-5960-b7f4-294fd28cd35}"] {
             assert_eq!(parse_uuid(text), None, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any 36 bytes of hex digits, hyphens and neighbours of the digit ranges: the same answer as
+        /// the uuid crate on its hyphenated form.
+        #[test]
+        fn parse_uuid_agrees_with_the_uuid_crate(
+            bytes in proptest::collection::vec(proptest::sample::select(b"0123456789abcdefABCDEF/:@G`g-\x10\x7f".to_vec()), 36),
+            mutate in proptest::bool::weighted(0.3),
+        ) {
+            let mut bytes = bytes;
+            if !mutate {
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        *b = b'-';
+                    } else if *b == b'-' {
+                        *b = b'7';
+                    }
+                }
+            }
+            let text = String::from_utf8(bytes).unwrap();
+            // At 36 bytes the uuid crate takes only the hyphenated form.
+            proptest::prop_assert_eq!(parse_uuid(&text), Uuid::try_parse(&text).ok());
         }
     }
 

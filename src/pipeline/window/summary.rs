@@ -51,15 +51,38 @@ impl StepFields {
     /// Whether these are the fields of `enriched`.
     pub fn matches(&self, enriched: &EnrichedEvent) -> bool {
         let event = &enriched.event;
+        let same = |a: &str, b: &str| eq_bytes(a.as_bytes(), b.as_bytes());
         self.decision == event.decision
-            && *self.topic == *enriched.provenance.topic
-            && *self.action == *event.action
-            && *self.artifact == *event.artifact
-            && *self.result == *event.result
-            && *self.policy == *event.policy
-            && *self.actor == *event.actor
-            && *self.mode == *event.mode
+            && same(&self.topic, &enriched.provenance.topic)
+            && same(&self.action, &event.action)
+            && same(&self.artifact, &event.artifact)
+            && same(&self.result, &event.result)
+            && same(&self.policy, &event.policy)
+            && same(&self.actor, &event.actor)
+            && same(&self.mode, &event.mode)
     }
+}
+
+/// Byte equality, inlined: field values are short, and a `memcmp` call per field costs more.
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return (0..n).all(|i| a[i] == b[i]);
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes, overlapping the previous word when the length is not a multiple of 8.
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// One event of a window: 48 bytes, held as it is while the window is open.
@@ -421,6 +444,16 @@ mod tests {
         assert_eq!(summary_id(&long, 42), Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{long}|42").as_bytes()));
         let edge = "t".repeat(126);
         assert_eq!(summary_id(&edge, 42), Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{edge}|42").as_bytes()));
+    }
+
+    #[test]
+    fn eq_bytes_is_byte_equality() {
+        let texts = ["", "a", "ab", "abcdefg", "abcdefgh", "abcdefgi", "abcdefghi", "bbcdefghi", "abcdefghijklmnopq", "abcdefghijklmnopr"];
+        for a in texts {
+            for b in texts {
+                assert_eq!(eq_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
