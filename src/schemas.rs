@@ -8,3 +8,6 @@ pub const AUDIT_EVENT_SUBJECT: &str = "audit.raw-value";
 
 /// The enriched event written to `audit.enriched`.
 pub const ENRICHED_EVENT: &str = include_str!("../schemas/enriched_event.avsc");
+
+/// The summary of a closed trace window (`TraceSummary::to_avro_value`).
+pub const TRACE_SUMMARY: &str = include_str!("../schemas/trace_summary.avsc");

@@ -13,6 +13,7 @@ pub mod enriched;
 pub mod reject;
 pub mod route;
 pub mod validate;
+pub mod window;
 
 use std::sync::Arc;
 
