@@ -37,7 +37,11 @@ async fn metrics_move_with_records_and_ready_reports_the_group() {
     assert_eq!(sample(&body, "auditflow_records_produced_total", &[("topic", &alerts)]), Some(1.0), "{body}");
     assert_eq!(sample(&body, "auditflow_records_dead_lettered_total", &[("code", "decode.invalid_json")]), Some(1.0), "{body}");
     assert_eq!(sample(&body, "auditflow_process_seconds_count", &[]), Some(3.0), "{body}");
-    assert_eq!(sample(&body, "auditflow_produce_seconds_count", &[]), Some(4.0), "{body}");
+    let sequences = format!("{raw}.sequences");
+    // The two reference events are 6 minutes apart: with the tests' 1 s gap they are two windows.
+    assert_eq!(sample(&body, "auditflow_records_produced_total", &[("topic", &sequences)]), Some(2.0), "two trace summaries: {body}");
+    assert_eq!(sample(&body, "auditflow_produce_seconds_count", &[]), Some(6.0), "{body}");
+    assert_eq!(sample(&body, "auditflow_open_traces", &[]), Some(0.0), "{body}");
     assert_eq!(sample(&body, "auditflow_assigned_partitions", &[]), Some(1.0), "{body}");
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");

@@ -240,8 +240,14 @@ input = ["{input}"]
 alerts = "{alerts}"
 dead_letter = "{dlq}"
 siem_prefix = "{siem_prefix}"
+sequences = "{input}.sequences"
 [delivery]
 commit_interval_ms = 100
+[window]
+# Short windows: tests end within seconds of their last event.
+gap_ms = 1000
+allowed_lateness_ms = 100
+idle_timeout_ms = 1000
 {golden}"#,
         bootstrap = bootstrap(),
         golden = include_str!("data/config/golden.toml"),

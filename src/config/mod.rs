@@ -15,6 +15,7 @@ use crate::pipeline::enrich::SeverityLadder;
 use crate::pipeline::route::predicate::Predicate;
 use crate::pipeline::route::Route;
 use crate::pipeline::validate::ValidateSettings;
+use crate::pipeline::window::WindowSettings;
 use crate::pipeline::{PipelineSettings, Topics};
 use crate::siem::{
     asim::AsimConfig, cef::CefConfig, ecs::EcsConfig, leef::LeefConfig, ocsf::OcsfConfig, otlp::OtlpConfig,
@@ -78,6 +79,26 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Benchmark baseline mode.
     pub passthrough: PassthroughConfig,
+    /// Per-trace event-time windows and sequence rules (`docs/windowing.md`).
+    pub window: WindowConfig,
+}
+
+/// `[window]`: per-trace session windows, summaries on `topics.sequences`, rule hits on
+/// `topics.alerts`. Every other key is a [`WindowSettings`] field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// Window events per trace. Default true.
+    pub enabled: bool,
+    /// The window settings and rules.
+    #[serde(flatten)]
+    pub settings: WindowSettings,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig { enabled: true, settings: WindowSettings::default() }
+    }
 }
 
 /// `[passthrough]`: the benchmark baseline. With `topic` set, every input record is forwarded
@@ -171,6 +192,8 @@ pub struct TopicsConfig {
     pub dead_letter: String,
     /// Prefix of SIEM sink topics; the format name is appended.
     pub siem_prefix: String,
+    /// Trace summaries and late-event records (`docs/windowing.md`).
+    pub sequences: String,
     /// Create missing output topics at start through the admin API (input topics are never
     /// created: their partitioning is the producers' decision). Default true.
     pub create_missing: bool,
@@ -188,6 +211,7 @@ impl Default for TopicsConfig {
             alerts: t.alerts,
             dead_letter: t.dead_letter,
             siem_prefix: t.siem_prefix,
+            sequences: "audit.sequences".into(),
             create_missing: true,
             new_topic_partitions: -1,
             new_topic_replication_factor: -1,
@@ -471,6 +495,9 @@ impl Config {
                 problems.push(format!("routes[{index}].when: {error}"));
             }
         }
+        if self.window.enabled {
+            problems.extend(self.window.settings.problems());
+        }
         if self.delivery.max_in_flight == 0 {
             problems.push("delivery.max_in_flight: must be at least 1".to_owned());
         }
@@ -533,6 +560,8 @@ impl Config {
             enriched_topic: self.enriched.enabled.then(|| self.enriched.topic.clone()),
             event_time_timestamps: self.delivery.output_timestamp == OutputTimestamp::Event,
             passthrough: self.passthrough.topic.clone(),
+            window: self.window.enabled.then(|| self.window.settings.clone()),
+            sequences_topic: self.topics.sequences.clone(),
             encoders,
             avro_enabled: self.registry.url.is_some(),
         }

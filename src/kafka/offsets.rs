@@ -83,6 +83,13 @@ impl OffsetTracker {
         }
     }
 
+    /// Sets every tracked partition's cap from `cap_of` (called after windows closed).
+    pub fn refresh_caps(&mut self, cap_of: impl Fn(&str, i32) -> Option<i64>) {
+        for ((topic, partition), part) in &mut self.partitions {
+            part.cap = cap_of(topic, *partition);
+        }
+    }
+
     /// Records one acknowledged output of `offset`. Unknown partitions (revoked meanwhile) are ignored.
     pub fn ack(&mut self, tp: &TopicPartition, offset: i64) {
         let Some(part) = self.partitions.get_mut(tp) else { return };

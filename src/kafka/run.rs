@@ -125,6 +125,8 @@ const RESEND_BACKOFF: Duration = Duration::from_millis(500);
 struct RunContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     health: Arc<Health>,
+    /// Partitions revoked since the loop last looked: their windows are dropped.
+    revoked: Arc<Mutex<Vec<TopicPartition>>>,
 }
 
 impl ClientContext for RunContext {
@@ -147,7 +149,9 @@ impl ConsumerContext for RunContext {
         let mut list = TopicPartitionList::new();
         {
             let mut tracker = self.tracker.lock().expect("tracker lock");
+            let mut gone = self.revoked.lock().expect("revoked lock");
             for elem in revoked.elements() {
+                gone.push((elem.topic().to_owned(), elem.partition()));
                 if let Some(offset) = tracker.remove(&(elem.topic().to_owned(), elem.partition())) {
                     // Building a list from known-good values cannot fail.
                     let _ = list.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(offset));
@@ -247,6 +251,7 @@ pub struct RunOptions {
 pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, options: RunOptions) -> Result<(), RunError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let health = Arc::new(Health::default());
+    let revoked: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
     if let Some(listen) = config.metrics.listen.as_deref() {
         let handle = crate::metrics::install_recorder().map_err(|detail| RunError::Metrics { listen: listen.to_owned(), detail })?;
         let addr = crate::metrics::serve(listen, handle, health.clone())
@@ -260,7 +265,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     }
     let consumer: Arc<StreamConsumer<RunContext>> = Arc::new(
         consumer_settings
-            .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone() })
+            .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone(), revoked: revoked.clone() })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
     let errors = ErrorContext::default();
@@ -331,6 +336,11 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             _ = commit_tick.tick() => runner.commit(),
             _ = heartbeat.tick() => {
                 health.beat();
+                let gone: Vec<TopicPartition> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
+                for (topic, partition) in gone {
+                    runner.pipeline.drop_partition(&topic, partition);
+                }
+                runner.advance_windows().await?;
                 metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
             }
             _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
@@ -422,6 +432,18 @@ impl Runner {
             let backoff = (blocked.backoff * 2).min(REGISTRY_BACKOFF_MAX);
             self.blocked = Some(Blocked { backoff, retry_at: tokio::time::Instant::now() + backoff, ..blocked });
         }
+    }
+
+    /// Closes idle windows, sends what they emit, and refreshes every partition's window cap.
+    async fn advance_windows(&mut self) -> Result<(), RunError> {
+        let outputs = self.pipeline.advance(chrono::Utc::now().timestamp_millis());
+        self.send_all(outputs, None).await?;
+        let pipeline = &self.pipeline;
+        self.tracker.lock().expect("tracker lock").refresh_caps(|topic, partition| pipeline.held_offset(topic, partition));
+        let (open, late) = self.pipeline.window_stats();
+        metrics::gauge!("auditflow_open_traces").set(open as f64);
+        metrics::gauge!("auditflow_late_events").set(late as f64);
+        Ok(())
     }
 
     /// Whether the loop may take another record from the consumer: not while the registry
@@ -570,7 +592,11 @@ impl Runner {
 
     /// Stops consuming, waits for in-flight outputs up to `deadline`, commits, and closes.
     async fn shutdown(mut self, deadline: Duration) -> Result<(), RunError> {
-        info!(message = "Shutting down: draining in-flight outputs.", in_flight = self.in_flight.len(), backlog = self.backlog.len());
+        let (open, _) = self.pipeline.window_stats();
+        let flushed = self.pipeline.flush_windows();
+        self.send_all(flushed, None).await?;
+        self.tracker.lock().expect("tracker lock").refresh_caps(|_, _| None);
+        info!(message = "Shutting down: draining in-flight outputs.", in_flight = self.in_flight.len(), backlog = self.backlog.len(), windows_flushed = open);
         let drain = async {
             while let Some(delivered) = self.in_flight.next().await {
                 self.on_delivered(delivered)?;

@@ -27,6 +27,7 @@ use enrich::catalog::PolicyCatalog;
 use enrich::{Enricher, SeverityLadder};
 use enriched::EnrichedAvro;
 use route::Route;
+use window::{WindowOutput, WindowSettings, Windows};
 use reject::{Reject, RejectCode};
 use validate::ValidateSettings;
 
@@ -89,10 +90,15 @@ pub struct PipelineSettings {
     pub event_time_timestamps: bool,
     /// Benchmark baseline: forward every record unchanged to this topic and do nothing else.
     pub passthrough: Option<String>,
+    /// Per-trace windows; `None` disables them.
+    pub window: Option<WindowSettings>,
+    /// Topic of trace summaries and late-event records.
+    pub sequences_topic: String,
 }
 
 /// The core pipeline. See the module docs for the data flow.
 pub struct Pipeline {
+    windows: Option<Windows>,
     settings: PipelineSettings,
     enricher: Enricher,
     enriched: Option<EnrichedAvro>,
@@ -106,7 +112,81 @@ impl Pipeline {
         let siem_topics =
             settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
         let enricher = Enricher { ladder: settings.severity, catalog: settings.catalog.clone() };
-        Pipeline { settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new() }
+        let windows = settings.window.clone().map(Windows::new);
+        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new() }
+    }
+
+    /// Closes windows of partitions idle for the configured timeout, at wall time `now_ms`.
+    pub fn advance(&mut self, now_ms: i64) -> Outputs {
+        match self.windows.as_mut() {
+            Some(windows) => {
+                let closed = windows.advance(now_ms);
+                self.window_outputs(closed)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Closes every open window (graceful shutdown): their summaries and rule hits.
+    pub fn flush_windows(&mut self) -> Outputs {
+        match self.windows.as_mut() {
+            Some(windows) => {
+                let closed = windows.flush_all();
+                self.window_outputs(closed)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Forgets the windows of a revoked partition without emitting them: its new owner re-reads
+    /// from the first held offset (the committed offset never passed it) and rebuilds them.
+    pub fn drop_partition(&mut self, topic: &str, partition: i32) {
+        if let Some(windows) = self.windows.as_mut() {
+            windows.flush_partition(topic, partition);
+        }
+    }
+
+    /// Open trace windows, late events so far.
+    pub fn window_stats(&self) -> (usize, u64) {
+        self.windows.as_ref().map_or((0, 0), |w| (w.open_traces(), w.late_events()))
+    }
+
+    /// Turns window outputs into records: summaries and late events to the sequences topic, rule
+    /// hits to the alert topic, all keyed by trace. A summary and the hits after it hold the first
+    /// offset of each partition of the window until acknowledged.
+    fn window_outputs(&self, closed: Vec<WindowOutput>) -> Outputs {
+        let mut outputs = Vec::with_capacity(closed.len());
+        let mut holds: Vec<(String, i32, i64)> = Vec::new();
+        for item in closed {
+            match &item {
+                WindowOutput::Summary(summary) => {
+                    holds.clear();
+                    for step in &summary.steps {
+                        match holds.iter_mut().find(|(t, p, _)| *p == step.partition && t == step.topic()) {
+                            Some(hold) => hold.2 = hold.2.min(step.offset),
+                            None => holds.push((step.topic().to_owned(), step.partition, step.offset)),
+                        }
+                    }
+                }
+                WindowOutput::RuleHit(_) => {}
+                WindowOutput::Late(_) => holds.clear(),
+            }
+            let topic = match item {
+                WindowOutput::RuleHit(_) => &self.settings.topics.alerts,
+                _ => &self.settings.sequences_topic,
+            };
+            let mut payload = Vec::with_capacity(1024);
+            item.to_json(&mut payload);
+            outputs.push(Output {
+                topic: topic.clone(),
+                key: Some(item.trace().as_bytes().to_vec()),
+                payload: Some(payload),
+                headers: Vec::new(),
+                timestamp_ms: self.settings.event_time_timestamps.then(|| item.timestamp_ms()),
+                holds: holds.clone(),
+            });
+        }
+        outputs
     }
 
     /// Starts writing enriched Avro records with the registered `schema_id` (the shell registers
@@ -134,8 +214,8 @@ impl Pipeline {
 
     /// The first offset of `topic`/`partition` still held by an open trace window, if any: the
     /// shell never commits past it, so a restart rebuilds the window by re-reading.
-    pub fn held_offset(&self, _topic: &str, _partition: i32) -> Option<i64> {
-        None
+    pub fn held_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.windows.as_ref().and_then(|w| w.held_offset(topic, partition))
     }
 
     /// The writer-schema cache, to fill with the registry's answers.
@@ -152,6 +232,9 @@ impl Pipeline {
         topics.extend(self.siem_topics.iter().cloned());
         topics.extend(self.settings.enriched_topic.iter().cloned());
         topics.extend(self.settings.routes.iter().map(|r| r.topic.clone()));
+        if self.windows.is_some() {
+            topics.push(self.settings.sequences_topic.clone());
+        }
         topics
     }
 
@@ -229,6 +312,12 @@ impl Pipeline {
                 timestamp_ms: stamp,
                 holds: Vec::new(),
             });
+        }
+        if let Some(windows) = self.windows.as_mut() {
+            let closed = windows.add(&enriched, now_ms);
+            if !closed.is_empty() {
+                outputs.extend(self.window_outputs(closed));
+            }
         }
         if route::is_alert(&enriched) {
             let mut payload = Vec::with_capacity(768);
