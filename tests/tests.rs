@@ -13,3 +13,4 @@ mod kafka;
 mod ops;
 mod replay;
 mod util;
+mod window;
