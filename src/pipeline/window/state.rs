@@ -107,7 +107,9 @@ impl Default for TraceIndex {
 
 impl TraceIndex {
     pub fn hash(&self, trace: &str) -> u64 {
-        self.hasher.hash_one(trace) & self.mask
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(trace.as_bytes());
+        hasher.finish() & self.mask
     }
 
     pub fn get(&self, hash: u64, trace: &str, slab: &Slab) -> Option<Slot> {
@@ -270,6 +272,8 @@ pub(super) struct Window {
     pub open_seq: u64,
     /// The trace's hash in the [`TraceIndex`].
     pub hash: u64,
+    /// Boxed so that it costs one pointer (the window stays at two cache lines) in the common case.
+    #[allow(clippy::box_collection)]
     pub more: Option<Box<Vec<PartRef>>>,
 }
 
@@ -282,12 +286,13 @@ impl Window {
         self.more.is_some()
     }
 
+    /// Adds a partition (rare: only when input is not keyed by trace).
     pub fn push_part(&mut self, part: PartRef) {
         self.more.get_or_insert_with(Default::default).push(part);
     }
 
     pub fn more_bytes(&self) -> usize {
-        self.more.as_ref().map_or(0, |m| 24 + m.capacity() * std::mem::size_of::<PartRef>())
+        self.more.as_ref().map_or(0, |more| 24 + more.capacity() * std::mem::size_of::<PartRef>())
     }
 
     pub fn parts(&self) -> impl Iterator<Item = &PartRef> {
@@ -429,14 +434,14 @@ fn hex8(word: u64) -> Option<u32> {
         above_lo & !above_hi
     };
     let ascii = word & HIGH == 0;
-    let lower = word | ONES * 0x20;
+    let lower = word | (ONES * 0x20);
     let digit = within(word, b'0', b'9');
     let letter = within(lower, b'a', b'f');
     if !ascii || (digit | letter) != HIGH {
         return None;
     }
     // '0'..'9' -> 0..9; 'a'..'f' (and 'A'..'F') -> 10..15.
-    let nibbles = (word & ONES * 0x0f) + (letter >> 7) * 9;
+    let nibbles = (word & (ONES * 0x0f)) + (letter >> 7) * 9;
     // Bytes n0..n7 (n0 first) -> n0 n1 .. n7 as a 32-bit number.
     let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
     let quads = ((pairs << 8) | (pairs >> 16)) & 0x0000_ffff_0000_ffff;
@@ -455,10 +460,10 @@ pub(super) fn parse_uuid(text: &str) -> Option<Uuid> {
     let four = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")));
     // Digits 0-7, 8-15 (groups 2 and 3), 16-23 (groups 4 and 5), 24-31.
     let a = hex8(word(0))?;
-    let bc = hex8(four(9) | four(14) << 32)?;
-    let de = hex8(four(19) | four(24) << 32)?;
+    let bc = hex8(four(9) | (four(14) << 32))?;
+    let de = hex8(four(19) | (four(24) << 32))?;
     let f = hex8(word(28))?;
-    Some(Uuid::from_u64_pair(u64::from(a) << 32 | u64::from(bc), u64::from(de) << 32 | u64::from(f)))
+    Some(Uuid::from_u64_pair((u64::from(a) << 32) | u64::from(bc), (u64::from(de) << 32) | u64::from(f)))
 }
 
 /// A fast, unkeyed hash for the interner's keys (field values): a collision only costs sharing.
