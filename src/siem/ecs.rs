@@ -247,3 +247,118 @@ impl Encoder for EcsEncoder {
         serde_json::to_writer(out, &doc).expect("ecs document serializes");
     }
 }
+
+#[cfg(test)]
+mod field_check {
+    //! Every field the encoder writes outside `runtime_audit.*` is an ECS 9.4.0 field of the
+    //! right type, and the categorisation values are ones ECS allows. The table is taken from the
+    //! official `ecs_flat.yml` of elastic/ecs v9.4.0 (name, type, array or not).
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::model::SourceRecord;
+    use crate::pipeline::enrich::catalog::PolicyCatalog;
+    use crate::pipeline::enrich::Enricher;
+    use crate::pipeline::{decode::json, validate};
+
+    /// (field, ECS type, array) for every ECS field this encoder may write.
+    const ECS_FIELDS: &[(&str, &str, bool)] = &[
+        ("@timestamp", "date", false),
+        ("ecs.version", "keyword", false),
+        ("message", "match_only_text", false),
+        ("event.kind", "keyword", false),
+        ("event.category", "keyword", true),
+        ("event.type", "keyword", true),
+        ("event.action", "keyword", false),
+        ("event.outcome", "keyword", false),
+        ("event.severity", "long", false),
+        ("event.reason", "keyword", false),
+        ("event.id", "keyword", false),
+        ("event.dataset", "keyword", false),
+        ("event.module", "keyword", false),
+        ("event.provider", "keyword", false),
+        ("user.id", "keyword", false),
+        ("user.name", "keyword", false),
+        ("user.email", "keyword", false),
+        ("related.user", "keyword", true),
+        ("rule.name", "keyword", false),
+        ("rule.description", "keyword", false),
+        ("rule.author", "keyword", true),
+        ("trace.id", "keyword", false),
+        ("cloud.provider", "keyword", false),
+        ("cloud.region", "keyword", false),
+        ("orchestrator.cluster.name", "keyword", false),
+        ("orchestrator.resource.name", "keyword", false),
+        ("observer.vendor", "keyword", false),
+        ("observer.product", "keyword", false),
+        ("data_stream.type", "constant_keyword", false),
+        ("data_stream.dataset", "constant_keyword", false),
+        ("data_stream.namespace", "constant_keyword", false),
+    ];
+    /// `event.type` values ECS expects with `event.category: api`.
+    const API_TYPES: &[&str] = &["access", "admin", "allowed", "change", "creation", "deletion", "denied", "end", "info", "start", "user"];
+
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) if prefix != "runtime_audit" => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push((prefix.to_owned(), value.clone())),
+        }
+    }
+
+    fn type_matches(ecs_type: &str, array: bool, value: &Value) -> bool {
+        let scalar_ok = |v: &Value| match ecs_type {
+            "long" => v.is_i64() || v.is_u64(),
+            "date" => v.as_str().is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+            _ => v.is_string(),
+        };
+        match value {
+            Value::Array(items) => array && items.iter().all(scalar_ok),
+            other => !array && scalar_ok(other),
+        }
+    }
+
+    #[test]
+    fn every_emitted_field_is_ecs_with_its_type() {
+        let catalog = PolicyCatalog::parse("[policies.p]\nowner = \"o\"\ndescription = \"d\"\ncompliance = [\"SOC2:CC6.1\"]\n").unwrap();
+        let enricher = Enricher { catalog: Some(std::sync::Arc::new(catalog)), ..Default::default() };
+        let encoder = EcsConfig::default().build(&Product::default());
+        for action in ["deploy", "execute", "modify", "create", "delete", "read", "get", "list", "rollback"] {
+            for result in ["allowed", "denied"] {
+                for (actor, target) in [("user:a@b.c", "aws:r:c"), ("service:s", "onprem")] {
+                    let text = format!(
+                        r#"{{"ts":"2026-03-14T09:26:53.120Z","actor":"{actor}","action":"{action}","artifact":"x@1","policy":"p","target":"{target}","mode":"fixed","trace":"t","result":"{result}","reason":"r","extra1":1}}"#
+                    );
+                    let event = validate::validate(json::decode(text.as_bytes()).unwrap(), &Default::default()).unwrap();
+                    let enriched = enricher.enrich(event, &SourceRecord::default(), 0);
+                    let mut out = Vec::new();
+                    encoder.encode(&enriched, &mut out);
+                    let doc: Value = serde_json::from_slice(&out).unwrap();
+                    let mut fields = Vec::new();
+                    leaves("", &doc, &mut fields);
+                    for (path, value) in fields {
+                        if path == "runtime_audit" {
+                            continue;
+                        }
+                        let (_, ecs_type, array) = ECS_FIELDS
+                            .iter()
+                            .find(|(name, _, _)| *name == path)
+                            .unwrap_or_else(|| panic!("{path} is not an ECS field (custom fields go under runtime_audit)"));
+                        assert!(type_matches(ecs_type, *array, &value), "{path} = {value} is not a {ecs_type}{}", if *array { " array" } else { "" });
+                    }
+                    assert_eq!(doc["event"]["category"], serde_json::json!(["api"]));
+                    assert!(["event"].contains(&doc["event"]["kind"].as_str().unwrap()));
+                    assert!(["success", "failure", "unknown"].contains(&doc["event"]["outcome"].as_str().unwrap()));
+                    for t in doc["event"]["type"].as_array().unwrap() {
+                        assert!(API_TYPES.contains(&t.as_str().unwrap()), "event.type {t} is not expected with category api");
+                    }
+                }
+            }
+        }
+    }
+}
