@@ -110,7 +110,7 @@ impl Windows {
             self.extend(slot, event, part, &mut out);
         } else if watermark >= e.ts_ms.saturating_add(self.gap.min(self.max_duration)) {
             self.late += 1;
-            let remembered = self.closed.get(&e.trace).filter(|&(start, end)| {
+            let remembered = self.closed.get(hash, &e.trace).filter(|&(start, end)| {
                 e.ts_ms >= start.saturating_sub(self.gap) && e.ts_ms <= end.saturating_add(self.gap)
             });
             out.push(WindowOutput::Late(LateEvent {
@@ -447,7 +447,7 @@ impl Windows {
         if truncated {
             self.truncated += 1;
         }
-        self.closed.remember(trace.clone(), w.first_ts, w.last_ts);
+        self.closed.remember(w.hash, trace.clone(), w.first_ts, w.last_ts);
         out.reserve(1 + hits.len());
         out.push(WindowOutput::Summary(TraceSummary {
             summary_id: id,

@@ -571,11 +571,12 @@ impl Interner {
 }
 
 /// The last closed window of recently closed traces, for naming the summary of a late event.
-/// FIFO-bounded to `capacity` traces.
+/// Keyed by the trace's hash in the [`TraceIndex`] and checked against the trace: two traces with
+/// the same 64-bit hash (never, in practice) keep only the later one. FIFO-bounded to `capacity`.
 #[derive(Debug, Default)]
 pub(super) struct Closed {
-    by_trace: HashMap<Arc<str>, (i64, i64)>,
-    order: VecDeque<(Arc<str>, i64)>,
+    by_hash: HashMap<u64, (Arc<str>, i64, i64), BuildHasherDefault<PassThrough>>,
+    order: VecDeque<(u64, i64)>,
     capacity: usize,
 }
 
@@ -584,28 +585,28 @@ impl Closed {
         Closed { capacity, ..Closed::default() }
     }
 
-    pub fn remember(&mut self, trace: Arc<str>, start_ms: i64, end_ms: i64) {
+    pub fn remember(&mut self, hash: u64, trace: Arc<str>, start_ms: i64, end_ms: i64) {
         if self.capacity == 0 {
             return;
         }
         if self.order.len() >= self.capacity {
             if let Some((old, start)) = self.order.pop_front() {
-                if self.by_trace.get(&old).is_some_and(|&(s, _)| s == start) {
-                    self.by_trace.remove(&old);
+                if self.by_hash.get(&old).is_some_and(|&(_, s, _)| s == start) {
+                    self.by_hash.remove(&old);
                 }
             }
         }
-        self.by_trace.insert(trace.clone(), (start_ms, end_ms));
-        self.order.push_back((trace, start_ms));
+        self.by_hash.insert(hash, (trace, start_ms, end_ms));
+        self.order.push_back((hash, start_ms));
     }
 
     /// (start, end) of the last remembered closed window of `trace`.
-    pub fn get(&self, trace: &str) -> Option<(i64, i64)> {
-        self.by_trace.get(trace).copied()
+    pub fn get(&self, hash: u64, trace: &str) -> Option<(i64, i64)> {
+        self.by_hash.get(&hash).filter(|(t, _, _)| **t == *trace).map(|&(_, start, end)| (start, end))
     }
 
     pub fn len(&self) -> usize {
-        self.by_trace.len()
+        self.by_hash.len()
     }
 }
 
@@ -728,15 +729,16 @@ mod tests {
     #[test]
     fn closed_memory_is_bounded_and_keeps_the_latest_window() {
         let mut closed = Closed::new(2);
-        closed.remember("a".into(), 1, 2);
-        closed.remember("a".into(), 10, 20);
-        assert_eq!(closed.get("a"), Some((10, 20)));
-        closed.remember("b".into(), 1, 2);
+        closed.remember(1, "a".into(), 1, 2);
+        closed.remember(1, "a".into(), 10, 20);
+        assert_eq!(closed.get(1, "a"), Some((10, 20)));
+        assert_eq!(closed.get(1, "z"), None, "same hash, other trace");
+        closed.remember(2, "b".into(), 1, 2);
         // The queue's oldest entry (a, 1) is stale: evicting it keeps a's latest window.
-        assert_eq!(closed.get("a"), Some((10, 20)));
-        closed.remember("c".into(), 1, 2);
-        assert_eq!(closed.get("a"), None);
+        assert_eq!(closed.get(1, "a"), Some((10, 20)));
+        closed.remember(3, "c".into(), 1, 2);
+        assert_eq!(closed.get(1, "a"), None);
         assert!(closed.len() <= 2 && closed.order.len() <= 2);
-        assert_eq!(Closed::new(0).get("a"), None);
+        assert_eq!(Closed::new(0).get(1, "a"), None);
     }
 }
