@@ -42,6 +42,7 @@ pub struct Windows {
     max_duration: i64,
     lateness: i64,
     idle_timeout: i64,
+    max_ahead: i64,
     max_open: usize,
     max_events: usize,
     rules: Vec<Rule>,
@@ -73,6 +74,7 @@ impl Windows {
             max_duration: ms(settings.max_duration_ms),
             lateness: ms(settings.allowed_lateness_ms),
             idle_timeout: ms(settings.idle_timeout_ms),
+            max_ahead: ms(settings.max_ahead_ms),
             max_open: settings.max_open_traces.max(1),
             max_events: settings.max_events_per_trace.max(1),
             rules: settings.rules.iter().map(Rule::new).collect(),
@@ -100,7 +102,9 @@ impl Windows {
         let before = st.watermark(self.lateness);
         st.idle = false;
         st.last_wall_ms = now_ms;
-        st.max_ts = Some(st.max_ts.map_or(e.ts_ms, |max| max.max(e.ts_ms)));
+        if self.max_ahead == 0 || e.ts_ms <= now_ms.saturating_add(self.max_ahead) {
+            st.max_ts = Some(st.max_ts.map_or(e.ts_ms, |max| max.max(e.ts_ms)));
+        }
         let watermark = st.watermark(self.lateness);
         if watermark > before {
             self.drain(part, false, &mut out);

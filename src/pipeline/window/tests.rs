@@ -238,6 +238,29 @@ fn windows_spanning_partitions_close_on_the_lower_watermark_or_idleness() {
 }
 
 #[test]
+fn events_far_ahead_of_the_wall_clock_do_not_move_the_watermark() {
+    let mut w = Windows::new(WindowSettings { max_ahead_ms: 1_000, ..settings(100, 10_000, 0) });
+    w.add(&ev("a", 5_000, 0, 0), 5_000);
+    // Stamped a year ahead: windowed, but the watermark stays at 5 000, so `a` stays open.
+    assert!(w.add(&ev("b", 5_000 + 31_536_000_000, 0, 1), 5_000).is_empty());
+    assert_eq!((w.watermark(T, 0), w.open_traces()), (Some(5_000), 2));
+    // Within the allowance, it moves the watermark as usual.
+    let out = w.add(&ev("c", 5_900, 0, 2), 5_000);
+    assert_eq!(&*only_summary(&out).trace, "a");
+    // Without the guard (the default), the skewed event closes everything.
+    let mut w = Windows::new(settings(100, 10_000, 0));
+    w.add(&ev("a", 5_000, 0, 0), 5_000);
+    assert_eq!(summaries(&w.add(&ev("b", 5_000 + 31_536_000_000, 0, 1), 5_000)).len(), 1);
+}
+
+#[test]
+fn windows_can_move_to_another_thread() {
+    fn send<T: Send>() {}
+    send::<Windows>();
+    send::<WindowOutput>();
+}
+
+#[test]
 fn summaries_and_rule_hits_are_deterministic() {
     let rules = vec![
         RuleConfig::DenyCount { name: "two-denials".into(), min: 2, severity: 8 },
@@ -526,7 +549,7 @@ proptest! {
     ) {
         let settings = WindowSettings {
             gap_ms: gap, max_duration_ms: max_duration, allowed_lateness_ms: lateness, idle_timeout_ms: idle,
-            max_open_traces: max_open, max_events_per_trace: max_events, remember_closed: 1_000, rules: Vec::new(),
+            max_open_traces: max_open, max_events_per_trace: max_events, max_ahead_ms: 0, remember_closed: 1_000, rules: Vec::new(),
         };
         let mut w = Windows::new(settings);
         if collide {
