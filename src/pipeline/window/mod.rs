@@ -14,6 +14,8 @@
 //! Cost per event: a hash lookup by trace, an interner lookup, and ordered-index updates only when a
 //! window opens, closes, gets an earlier first event or a new partition: closing is never a scan.
 
+mod index;
+mod intern;
 mod output;
 mod rules;
 mod settings;
@@ -33,7 +35,9 @@ pub use summary::{rfc3339, summary_id, CloseReason, Step, StepFields, TraceSumma
 
 use crate::model::{Decision, EnrichedEvent};
 use rules::Rule;
-use state::{Closed, Interner, PartIx, PartRef, Partition, Slab, Slot, TraceId, TraceIndex, Window};
+use index::{TraceId, TraceIndex};
+use intern::Interner;
+use state::{Closed, PartIx, PartRef, Partition, Slab, Slot, Window};
 
 /// The open windows of all traces, and the watermarks of all partitions.
 #[derive(Debug)]
@@ -329,7 +333,7 @@ impl Windows {
     }
 
     fn step(&mut self, event: &EnrichedEvent) -> Step {
-        let id = state::parse_uuid(&event.event_id)
+        let id = intern::parse_uuid(&event.event_id)
             .unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_URL, event.event_id.as_bytes()));
         Step {
             ts_ms: event.event.ts_ms,
