@@ -93,6 +93,8 @@ fn trace_name(i: usize) -> String {
 /// the spacing of a trace's events, like a 5 min gap over events 30 s apart), so a finished trace
 /// stays open 10 more rounds: `active` × (1 + 10 / 10) = `open` windows.
 struct Stream {
+    slot: usize,
+    round: usize,
     /// Alert-heavy: every shape equally likely (1 event in 64 denied, 1 in 64 adaptive: about
     /// 1.4 rule hits per 10-event window). Otherwise typical: 1 in 256 each (about 0.2 hits per window).
     heavy: bool,
@@ -107,7 +109,7 @@ impl Stream {
     fn new(open: usize, per_trace: usize, heavy: bool) -> Self {
         let active = open / 2;
         // Four generations of names per slot: a name is reused long after its window closed.
-        Stream { heavy, active, per_trace, names: (0..4 * active).map(trace_name).collect(), templates: templates(), j: 0 }
+        Stream { slot: 0, round: 0, heavy, active, per_trace, names: (0..4 * active).map(trace_name).collect(), templates: templates(), j: 0 }
     }
 
     fn settings(&self) -> WindowSettings {
@@ -118,18 +120,24 @@ impl Stream {
             allowed_lateness_ms: 0,
             max_open_traces: 2 * self.active,
             rules: if no_rules { Vec::new() } else { rules() },
+            remember_closed: if std::env::args().any(|a| a == "--no-remember") { 0 } else { 100_000 },
             ..WindowSettings::default()
         }
     }
 
-    /// Feeds the next event to `windows`; returns the number of outputs.
-    fn step(&mut self, windows: &mut Windows) -> usize {
+    /// The next event's (template, trace name) indexes; counters instead of divisions, so the
+    /// harness costs little next to `add`.
+    fn next(&mut self) -> (usize, usize) {
         let j = self.j;
         self.j += 1;
-        let slot = j % self.active;
+        let slot = self.slot;
+        self.slot += 1;
+        if self.slot == self.active {
+            self.slot = 0;
+            self.round += 1;
+        }
         // Slots move to their next trace at staggered rounds, so the open count stays level.
-        let generation = ((j / self.active + slot % self.per_trace) / self.per_trace) % 4;
-        let name = &mut self.names[slot + generation * self.active];
+        let generation = ((self.round + slot % self.per_trace) / self.per_trace) % 4;
         // A scrambled shape per event, so every window sees a mix.
         let r = (j.wrapping_mul(0x9e37_79b9) >> 7) % 256;
         let shape = match (self.heavy, r) {
@@ -138,13 +146,28 @@ impl Stream {
             (false, 1) => 31,
             (false, _) => [r % 62, r % 62 + 1][usize::from(r % 62 >= 31)],
         };
-        let event = &mut self.templates[shape];
+        (shape, slot + generation * self.active)
+    }
+
+    /// Feeds the next event to `windows` (or, without one, only prepares it: the harness cost);
+    /// returns the number of outputs.
+    fn step_with(&mut self, windows: Option<&mut Windows>) -> usize {
+        let j = self.j as i64;
+        let (shape, name) = self.next();
+        let (event, name) = (&mut self.templates[shape], &mut self.names[name]);
         std::mem::swap(&mut event.event.trace, name);
-        event.event.ts_ms = BASE_MS + j as i64;
-        event.provenance.offset = j as i64;
-        let n = windows.add(black_box(event), 0).len();
+        event.event.ts_ms = BASE_MS + j;
+        event.provenance.offset = j;
+        let n = match windows {
+            Some(windows) => windows.add(black_box(&*event), 0).len(),
+            None => black_box(&*event).event.trace.len(),
+        };
         std::mem::swap(&mut event.event.trace, name);
         n
+    }
+
+    fn step(&mut self, windows: &mut Windows) -> usize {
+        self.step_with(Some(windows))
     }
 }
 
@@ -162,6 +185,9 @@ fn add(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(name), |b| b.iter(|| stream.step(&mut windows)));
         eprintln!("window_add/{name}: {} open traces after the run", windows.open_traces());
     }
+    // The harness alone (picking and preparing the event, without `add`): subtract it.
+    let mut stream = Stream::new(100_000, 10, false);
+    group.bench_function("harness_only_100k", |b| b.iter(|| stream.step_with(None)));
     group.finish();
 }
 
@@ -224,7 +250,12 @@ fn timing() {
             black_box(stream.step(&mut windows));
         }
         let (wall, cpu) = (start.elapsed().as_nanos() as f64 / n as f64, (cpu_ms() - cpu) as f64 * 1e6 / n as f64);
-        println!("timing/{open}: {wall:.0} ns per event wall, {cpu:.0} ns CPU, {} open", windows.open_traces());
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            black_box(stream.step_with(None));
+        }
+        let harness = start.elapsed().as_nanos() as f64 / n as f64;
+        println!("timing/{open}: {wall:.0} ns per event wall, {cpu:.0} ns CPU, harness alone {harness:.0} ns, {} open", windows.open_traces());
     }
 }
 

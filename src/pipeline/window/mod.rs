@@ -14,6 +14,8 @@
 //! Cost per event: a hash lookup by trace, an interner lookup, and ordered-index updates only when a
 //! window opens, closes, gets an earlier first event or a new partition: closing is never a scan.
 
+mod index;
+mod intern;
 mod output;
 mod rules;
 mod settings;
@@ -33,7 +35,9 @@ pub use summary::{rfc3339, summary_id, CloseReason, Step, StepFields, TraceSumma
 
 use crate::model::{Decision, EnrichedEvent};
 use rules::Rule;
-use state::{Closed, Interner, PartIx, PartRef, Partition, Slab, Slot, TraceId, TraceIndex, Window};
+use index::{TraceId, TraceIndex};
+use intern::Interner;
+use state::{Closed, PartIx, PartRef, Partition, Slab, Slot, Window};
 
 /// The open windows of all traces, and the watermarks of all partitions.
 #[derive(Debug)]
@@ -42,6 +46,7 @@ pub struct Windows {
     max_duration: i64,
     lateness: i64,
     idle_timeout: i64,
+    max_ahead: i64,
     max_open: usize,
     max_events: usize,
     rules: Vec<Rule>,
@@ -73,6 +78,7 @@ impl Windows {
             max_duration: ms(settings.max_duration_ms),
             lateness: ms(settings.allowed_lateness_ms),
             idle_timeout: ms(settings.idle_timeout_ms),
+            max_ahead: ms(settings.max_ahead_ms),
             max_open: settings.max_open_traces.max(1),
             max_events: settings.max_events_per_trace.max(1),
             rules: settings.rules.iter().map(Rule::new).collect(),
@@ -100,7 +106,9 @@ impl Windows {
         let before = st.watermark(self.lateness);
         st.idle = false;
         st.last_wall_ms = now_ms;
-        st.max_ts = Some(st.max_ts.map_or(e.ts_ms, |max| max.max(e.ts_ms)));
+        if self.max_ahead == 0 || e.ts_ms <= now_ms.saturating_add(self.max_ahead) {
+            st.max_ts = Some(st.max_ts.map_or(e.ts_ms, |max| max.max(e.ts_ms)));
+        }
         let watermark = st.watermark(self.lateness);
         if watermark > before {
             self.drain(part, false, &mut out);
@@ -110,7 +118,7 @@ impl Windows {
             self.extend(slot, event, part, &mut out);
         } else if watermark >= e.ts_ms.saturating_add(self.gap.min(self.max_duration)) {
             self.late += 1;
-            let remembered = self.closed.get(&e.trace).filter(|&(start, end)| {
+            let remembered = self.closed.get(hash, &e.trace).filter(|&(start, end)| {
                 e.ts_ms >= start.saturating_sub(self.gap) && e.ts_ms <= end.saturating_add(self.gap)
             });
             out.push(WindowOutput::Late(LateEvent {
@@ -325,7 +333,7 @@ impl Windows {
     }
 
     fn step(&mut self, event: &EnrichedEvent) -> Step {
-        let id = state::parse_uuid(&event.event_id)
+        let id = intern::parse_uuid(&event.event_id)
             .unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_URL, event.event_id.as_bytes()));
         Step {
             ts_ms: event.event.ts_ms,
@@ -447,7 +455,7 @@ impl Windows {
         if truncated {
             self.truncated += 1;
         }
-        self.closed.remember(trace.clone(), w.first_ts, w.last_ts);
+        self.closed.remember(w.hash, trace.clone(), w.first_ts, w.last_ts);
         out.reserve(1 + hits.len());
         out.push(WindowOutput::Summary(TraceSummary {
             summary_id: id,

@@ -18,6 +18,11 @@ pub struct WindowSettings {
     pub max_open_traces: usize,
     /// Events per window at most; the window closes, truncated, when it holds this many (default 1 000).
     pub max_events_per_trace: usize,
+    /// Events stamped more than this far ahead of the wall clock (`now_ms`) do not move the
+    /// watermark (they are still windowed), so one event from a skewed clock cannot close every
+    /// window and make the partition's later events late. 0 disables (default: replays pass a
+    /// fixed `now_ms`); 300 000 (5 min) suits live input.
+    pub max_ahead_ms: u64,
     /// Closed windows remembered (trace, start and end only) so that a late event can name the summary
     /// it would have belonged to (default 100 000; 0 disables).
     pub remember_closed: usize,
@@ -34,6 +39,7 @@ impl Default for WindowSettings {
             idle_timeout_ms: 60_000,
             max_open_traces: 100_000,
             max_events_per_trace: 1_000,
+            max_ahead_ms: 0,
             remember_closed: 100_000,
             rules: Vec::new(),
         }
@@ -129,8 +135,10 @@ impl WindowSettings {
                 out.push(format!("window.{key}: must be 1 to {MAX_SPAN_MS}"));
             }
         }
-        if self.allowed_lateness_ms > MAX_SPAN_MS {
-            out.push(format!("window.allowed_lateness_ms: must be at most {MAX_SPAN_MS}"));
+        for (key, value) in [("allowed_lateness_ms", self.allowed_lateness_ms), ("max_ahead_ms", self.max_ahead_ms)] {
+            if value > MAX_SPAN_MS {
+                out.push(format!("window.{key}: must be at most {MAX_SPAN_MS}"));
+            }
         }
         if self.max_open_traces == 0 {
             out.push("window.max_open_traces: must be at least 1".to_owned());
