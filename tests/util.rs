@@ -61,27 +61,35 @@ pub struct Input {
 }
 
 /// Publishes records in order and waits for every acknowledgement; returns (partition, offset) each.
+/// Sends are pipelined (the idempotent producer keeps their order within a partition).
 pub async fn produce(topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let mut out = Vec::new();
-    for input in inputs {
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in &input.headers {
-            headers = headers.insert(Header { key, value: Some(*value) });
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(10_000) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for input in chunk {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &input.headers {
+                headers = headers.insert(Header { key, value: Some(*value) });
+            }
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(input.partition).headers(headers);
+            if let Some(key) = input.key.as_deref() {
+                record = record.key(key);
+            }
+            if let Some(value) = input.value.as_deref() {
+                record = record.payload(value);
+            }
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(input.partition).headers(headers);
-        if let Some(key) = input.key.as_deref() {
-            record = record.key(key);
+        for delivery in futures::future::join_all(deliveries).await {
+            let delivery = delivery.expect("delivery answered").map_err(|(e, _)| e).expect("delivered");
+            out.push((delivery.partition, delivery.offset));
         }
-        if let Some(value) = input.value.as_deref() {
-            record = record.payload(value);
-        }
-        let delivery = producer.send(record, Duration::from_secs(30)).await.expect("delivery");
-        out.push((delivery.partition, delivery.offset));
     }
     out
 }
