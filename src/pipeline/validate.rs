@@ -72,7 +72,7 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
             ))
         }
     }
-    if !settings.modes.iter().any(|m| *m == mode) {
+    if !settings.modes.contains(&mode) {
         return Err(Reject::new(
             RejectCode::BadMode,
             format!("field `mode` must be one of {:?}, got {mode:?}", settings.modes),
