@@ -696,11 +696,15 @@ fn dlq_code(output: &Output) -> String {
 }
 
 fn send(producer: &Producer, output: &Output) -> Result<DeliveryFuture, KafkaError> {
-    let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
-    for (key, value) in &output.headers {
-        headers = headers.insert(Header { key, value: value.as_deref() });
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&output.topic);
+    // Most outputs have no headers: skip librdkafka's header list allocation for them.
+    if !output.headers.is_empty() {
+        let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
+        for (key, value) in &output.headers {
+            headers = headers.insert(Header { key, value: value.as_deref() });
+        }
+        record = record.headers(headers);
     }
-    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&output.topic).headers(headers);
     if let Some(key) = output.key.as_deref() {
         record = record.key(key);
     }
