@@ -56,8 +56,10 @@ struct Policy<'a> {
     unknown: bool,
 }
 
+/// The canonical event as written in alerts and late-event records: the ten fields, then the
+/// extra fields in input order.
 #[derive(Serialize)]
-struct Canonical<'a> {
+pub(crate) struct Canonical<'a> {
     ts: &'a str,
     actor: &'a str,
     action: &'a str,
@@ -71,6 +73,25 @@ struct Canonical<'a> {
     reason: Option<&'a str>,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
+}
+
+impl<'a> Canonical<'a> {
+    /// Borrows the fields of `e`.
+    pub(crate) fn of(e: &'a crate::model::AuditEvent) -> Self {
+        Canonical {
+            ts: &e.ts,
+            actor: &e.actor,
+            action: &e.action,
+            artifact: &e.artifact,
+            policy: &e.policy,
+            target: &e.target,
+            mode: &e.mode,
+            trace: &e.trace,
+            result: &e.result,
+            reason: e.reason.as_deref(),
+            extra: &e.extra,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -99,19 +120,7 @@ pub fn encode_alert(enriched: &EnrichedEvent, out: &mut Vec<u8>) {
             compliance: enriched.policy_meta.as_ref().map_or(&[], |m| m.compliance.as_slice()),
             unknown: enriched.policy_unknown,
         },
-        event: Canonical {
-            ts: &e.ts,
-            actor: &e.actor,
-            action: &e.action,
-            artifact: &e.artifact,
-            policy: &e.policy,
-            target: &e.target,
-            mode: &e.mode,
-            trace: &e.trace,
-            result: &e.result,
-            reason: e.reason.as_deref(),
-            extra: &e.extra,
-        },
+        event: Canonical::of(e),
         source: Source { topic: &p.topic, partition: p.partition, offset: p.offset, ingest_ms: p.ingest_ms },
     };
     // Borrowed strings and numbers into a Vec: serialization cannot fail.

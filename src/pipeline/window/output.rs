@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::summary::{rfc3339, NameBuf, SourceJson, Step, StepJson, TraceSummary};
 use crate::model::EnrichedEvent;
+use crate::pipeline::route::Canonical;
 
 /// Alert kind of a sequence-rule hit on the alert topic.
 pub const SEQUENCE_RULE: &str = "sequence_rule";
@@ -194,23 +194,6 @@ struct LateJson<'a> {
 }
 
 #[derive(Serialize)]
-struct Canonical<'a> {
-    ts: &'a str,
-    actor: &'a str,
-    action: &'a str,
-    artifact: &'a str,
-    policy: &'a str,
-    target: &'a str,
-    mode: &'a str,
-    trace: &'a str,
-    result: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(flatten)]
-    extra: &'a Map<String, Value>,
-}
-
-#[derive(Serialize)]
 struct LateSource<'a> {
     #[serde(flatten)]
     at: SourceJson<'a>,
@@ -231,19 +214,7 @@ impl LateEvent {
             summary_id: self.summary_id.map(|id| id.to_string()),
             reason: self.reason.as_str(),
             watermark_ms: self.watermark_ms,
-            event: Canonical {
-                ts: &e.ts,
-                actor: &e.actor,
-                action: &e.action,
-                artifact: &e.artifact,
-                policy: &e.policy,
-                target: &e.target,
-                mode: &e.mode,
-                trace: &e.trace,
-                result: &e.result,
-                reason: e.reason.as_deref(),
-                extra: &e.extra,
-            },
+            event: Canonical::of(e),
             source: LateSource {
                 at: SourceJson { topic: &p.topic, partition: p.partition, offset: p.offset },
                 ingest_ms: p.ingest_ms,
