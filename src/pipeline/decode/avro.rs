@@ -288,15 +288,20 @@ mod tests {
         assert_eq!(schemas.decode(7, &longer).unwrap_err().code, RejectCode::InvalidAvro);
     }
 
+    /// The nine required fields of the reader schema, each `<name>-v`.
+    fn required_fields() -> Vec<(String, Avro)> {
+        ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result"]
+            .iter()
+            .map(|k| (k.to_string(), Avro::String(format!("{k}-v"))))
+            .collect()
+    }
+
     #[test]
     fn every_truncation_of_a_reader_schema_datum_is_rejected() {
         let mut schemas = AvroSchemas::new();
         schemas.insert(1, schemas::AUDIT_EVENT);
         let schema = Schema::parse_str(schemas::AUDIT_EVENT).unwrap();
-        let mut fields: Vec<(String, Avro)> = ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result"]
-            .iter()
-            .map(|k| (k.to_string(), Avro::String(format!("{k}-v"))))
-            .collect();
+        let mut fields = required_fields();
         fields.push(("reason".into(), Avro::Union(0, Box::new(Avro::Null))));
         fields.push(("extra".into(), Avro::Map(HashMap::new())));
         let datum = to_avro_datum(&schema, Avro::Record(fields)).unwrap();
@@ -331,10 +336,7 @@ mod tests {
         let mut schemas = AvroSchemas::new();
         schemas.insert(1, schemas::AUDIT_EVENT);
         let schema = Schema::parse_str(schemas::AUDIT_EVENT).unwrap();
-        let mut fields: Vec<(String, Avro)> = ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result"]
-            .iter()
-            .map(|k| (k.to_string(), Avro::String(format!("{k}-v"))))
-            .collect();
+        let mut fields = required_fields();
         fields.push(("reason".into(), Avro::Union(1, Box::new(Avro::String("why".into())))));
         let extra = HashMap::from([
             ("zone".to_owned(), Avro::Union(4, Box::new(Avro::String("b".into())))),
