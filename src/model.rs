@@ -151,6 +151,9 @@ pub struct Output {
     /// processed, e.g. the first event of each partition in a trace summary: the shell commits
     /// none of them past until the output is acknowledged. Empty for a record's own outputs.
     pub holds: Vec<(String, i32, i64)>,
+    /// Destination partition; `None` lets the producer's partitioner choose (by key). Set only
+    /// for window changelog records, which live in the partition of their source record.
+    pub partition: Option<i32>,
 }
 
 /// The outputs of one input record. Always at least one: every record ends somewhere.

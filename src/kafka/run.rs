@@ -738,6 +738,7 @@ fn resend(producer: &Producer, message: &OwnedMessage) -> Result<DeliveryFuture,
             .unwrap_or_default(),
         timestamp_ms: message.timestamp().to_millis(),
         holds: Vec::new(),
+        partition: None,
     };
     send(producer, &output)
 }

@@ -7,6 +7,7 @@
 //! ```
 //! Every record yields at least one output: a record is never dropped.
 
+pub mod changelog;
 pub mod decode;
 pub mod enrich;
 pub mod enriched;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 
-use crate::model::{Output, Outputs, SourceRecord};
+use crate::model::{EnrichedEvent, Output, Outputs, SourceRecord};
 use crate::siem::Encoder;
 use decode::avro::AvroSchemas;
 use decode::{DecodeLimits, WireFormat};
@@ -104,6 +105,8 @@ pub struct Pipeline {
     enriched: Option<EnrichedAvro>,
     siem_topics: Vec<String>,
     schemas: AvroSchemas,
+    /// Topic of the window changelog (exactly-once mode); see [`changelog`].
+    changelog: Option<String>,
 }
 
 impl Pipeline {
@@ -113,7 +116,7 @@ impl Pipeline {
             settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
         let enricher = Enricher { ladder: settings.severity, catalog: settings.catalog.clone() };
         let windows = settings.window.clone().map(Windows::new);
-        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new() }
+        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new(), changelog: None }
     }
 
     /// Closes windows of partitions idle for the configured timeout, at wall time `now_ms`.
@@ -184,9 +187,31 @@ impl Pipeline {
                 headers: Vec::new(),
                 timestamp_ms: self.settings.event_time_timestamps.then(|| item.timestamp_ms()),
                 holds: holds.clone(),
+                partition: None,
             });
+            if let (Some(changelog), WindowOutput::Summary(summary)) = (&self.changelog, &item) {
+                for step in &summary.steps {
+                    outputs.push(changelog::tombstone(changelog, step.topic(), step.partition, step.offset));
+                }
+            }
         }
         outputs
+    }
+
+    /// Writes window changelog records to `topic` from now on (exactly-once mode): an entry for
+    /// every event that enters a window, a tombstone for every step of a closed one.
+    pub fn enable_changelog(&mut self, topic: String) {
+        self.changelog = Some(topic);
+    }
+
+    /// Re-feeds a changelog entry (see [`changelog::Restore`]) into the windows, discarding what
+    /// they emit: it was written before the restart. Returns whether the event entered a window.
+    pub fn restore(&mut self, record: &SourceRecord, now_ms: i64) -> bool {
+        let Ok(enriched) = self.decode_enrich(record, now_ms) else { return false };
+        match self.windows.as_mut() {
+            Some(windows) => !windows.add(&enriched, now_ms).iter().any(|o| matches!(o, WindowOutput::Late(_))),
+            None => false,
+        }
     }
 
     /// Starts writing enriched Avro records with the registered `schema_id` (the shell registers
@@ -249,6 +274,7 @@ impl Pipeline {
                 headers: record.headers.clone(),
                 timestamp_ms: record.timestamp_ms,
                 holds: Vec::new(),
+                partition: None,
             }];
         }
         match self.process_valid(record, now_ms) {
@@ -257,7 +283,8 @@ impl Pipeline {
         }
     }
 
-    fn process_valid(&mut self, record: &SourceRecord, now_ms: i64) -> Result<Outputs, Reject> {
+    /// Decode, validate and enrich: the event of a record, or why it is rejected.
+    fn decode_enrich(&mut self, record: &SourceRecord, now_ms: i64) -> Result<EnrichedEvent, Reject> {
         let payload = record.payload.as_deref();
         let raw = match decode::detect(payload, self.settings.limits)? {
             WireFormat::Json => decode::json::decode(payload.unwrap_or_default())?,
@@ -272,7 +299,11 @@ impl Pipeline {
             }
         };
         let event = validate::validate(raw, &self.settings.validate)?;
-        let enriched = self.enricher.enrich(event, record, now_ms);
+        Ok(self.enricher.enrich(event, record, now_ms))
+    }
+
+    fn process_valid(&mut self, record: &SourceRecord, now_ms: i64) -> Result<Outputs, Reject> {
+        let enriched = self.decode_enrich(record, now_ms)?;
         let mut outputs = Vec::with_capacity(self.siem_topics.len() + 1);
         let stamp = self.settings.event_time_timestamps.then_some(enriched.event.ts_ms);
         let event_key = enriched.event_id.as_bytes().to_vec();
@@ -286,6 +317,7 @@ impl Pipeline {
                 headers: Vec::new(),
                 timestamp_ms: stamp,
                 holds: Vec::new(),
+                partition: None,
             });
         }
         let trace_key = enriched.event.trace.as_bytes();
@@ -299,6 +331,7 @@ impl Pipeline {
                 headers: Vec::new(),
                 timestamp_ms: stamp,
                 holds: Vec::new(),
+                partition: None,
             });
         }
         for route in self.settings.routes.iter().filter(|r| r.when.eval(&enriched)) {
@@ -311,10 +344,17 @@ impl Pipeline {
                 headers: vec![("auditflow.route".to_owned(), Some(route.name.as_bytes().to_vec()))],
                 timestamp_ms: stamp,
                 holds: Vec::new(),
+                partition: None,
             });
         }
         if let Some(windows) = self.windows.as_mut() {
             let closed = windows.add(&enriched, now_ms);
+            if let Some(topic) = &self.changelog {
+                // Before the window outputs: a window closed by this very event tombstones it.
+                if !closed.iter().any(|o| matches!(o, WindowOutput::Late(_))) {
+                    outputs.push(changelog::entry(topic, record));
+                }
+            }
             if !closed.is_empty() {
                 outputs.extend(self.window_outputs(closed));
             }
@@ -329,6 +369,7 @@ impl Pipeline {
                 headers: Vec::new(),
                 timestamp_ms: stamp,
                 holds: Vec::new(),
+                partition: None,
             });
         }
         Ok(outputs)
@@ -359,6 +400,7 @@ impl Pipeline {
             headers,
             timestamp_ms: record.timestamp_ms,
             holds: Vec::new(),
+            partition: None,
         }
     }
 }

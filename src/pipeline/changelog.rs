@@ -1,0 +1,128 @@
+//! The window changelog of exactly-once mode: how open trace windows survive a crash without
+//! holding input offsets back.
+//!
+//! ```text
+//! event enters a window ─► put   key "topic/partition/offset", value = the source record's bytes
+//! window closes         ─► tombstone for every step of its summary (same keys)
+//! partition assigned    ─► read the changelog partition, keep the live keys, re-feed them in
+//!                          offset order into the windows (outputs discarded: already written)
+//! ```
+//!
+//! The changelog record lives in the partition of its source record and is written in the same
+//! Kafka transaction as the outputs and the input offsets, so the committed changelog always
+//! holds exactly the events of the windows open at the committed offsets.
+
+use std::collections::HashMap;
+
+use crate::model::{Output, SourceRecord};
+
+/// Header carrying the source record's key on a changelog entry (absent when it had none).
+pub const SOURCE_KEY_HEADER: &str = "auditflow.source.key";
+
+/// The changelog key of a source position: `topic/partition/offset` (topic names cannot hold `/`).
+pub fn key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
+    format!("{topic}/{partition}/{offset}").into_bytes()
+}
+
+/// Reads a key written by [`key`]; `None` for anything else.
+pub fn parse_key(key: &[u8]) -> Option<(String, i32, i64)> {
+    let text = std::str::from_utf8(key).ok()?;
+    let mut parts = text.rsplitn(3, '/');
+    let offset = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next().filter(|t| !t.is_empty())?;
+    Some((topic.to_owned(), partition, offset))
+}
+
+/// The entry recording that `record` is in an open window.
+pub fn entry(changelog: &str, record: &SourceRecord) -> Output {
+    Output {
+        topic: changelog.to_owned(),
+        key: Some(key(&record.topic, record.partition, record.offset)),
+        payload: Some(record.payload.clone().unwrap_or_default()),
+        headers: record.key.iter().map(|k| (SOURCE_KEY_HEADER.to_owned(), Some(k.clone()))).collect(),
+        timestamp_ms: record.timestamp_ms,
+        holds: Vec::new(),
+        partition: Some(record.partition),
+    }
+}
+
+/// The tombstone removing the entry of the event at `topic`/`partition`/`offset`.
+pub fn tombstone(changelog: &str, topic: &str, partition: i32, offset: i64) -> Output {
+    Output {
+        topic: changelog.to_owned(),
+        key: Some(key(topic, partition, offset)),
+        payload: None,
+        headers: Vec::new(),
+        timestamp_ms: None,
+        holds: Vec::new(),
+        partition: Some(partition),
+    }
+}
+
+/// Folds changelog records, read in order, into the live entries of `topic`: the source records
+/// to re-feed, in offset order. Later records win; a tombstone removes; foreign keys are skipped.
+#[derive(Debug, Default)]
+pub struct Restore {
+    live: HashMap<(String, i32, i64), SourceRecord>,
+}
+
+impl Restore {
+    /// Applies one changelog record (key, value, headers, timestamp).
+    pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, source_key: Option<&[u8]>, timestamp_ms: Option<i64>) {
+        let Some(position) = key.and_then(parse_key) else { return };
+        match value {
+            None => {
+                self.live.remove(&position);
+            }
+            Some(payload) => {
+                let record = SourceRecord {
+                    topic: position.0.clone(),
+                    partition: position.1,
+                    offset: position.2,
+                    key: source_key.map(<[u8]>::to_vec),
+                    headers: Vec::new(),
+                    payload: Some(payload.to_vec()),
+                    timestamp_ms,
+                };
+                self.live.insert(position, record);
+            }
+        }
+    }
+
+    /// The live entries of `topic`, in offset order.
+    pub fn records(self, topic: &str) -> Vec<SourceRecord> {
+        let mut records: Vec<SourceRecord> = self.live.into_values().filter(|r| r.topic == topic).collect();
+        records.sort_by_key(|r| (r.partition, r.offset));
+        records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_reject_garbage() {
+        assert_eq!(parse_key(&key("audit.raw-events_1", 3, 42)), Some(("audit.raw-events_1".into(), 3, 42)));
+        for bad in [&b"x/1"[..], b"/1/2", b"t/p/2", b"t/1/o", b"\xff/1/2", b""] {
+            assert_eq!(parse_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn restore_keeps_the_last_value_and_drops_tombstoned_entries() {
+        let mut restore = Restore::default();
+        restore.apply(Some(&key("raw", 0, 7)), Some(b"seven"), Some(b"k"), Some(1));
+        restore.apply(Some(&key("raw", 0, 3)), Some(b"three"), None, Some(2));
+        restore.apply(Some(&key("raw", 0, 5)), Some(b"five"), None, Some(3));
+        restore.apply(Some(&key("raw", 0, 5)), None, None, None);
+        restore.apply(Some(&key("other", 0, 1)), Some(b"other topic"), None, None);
+        restore.apply(Some(b"not a key"), Some(b"ignored"), None, None);
+        let records = restore.records("raw");
+        let got: Vec<(i64, &[u8])> = records.iter().map(|r| (r.offset, r.payload.as_deref().unwrap())).collect();
+        assert_eq!(got, vec![(3, &b"three"[..]), (7, &b"seven"[..])]);
+        assert_eq!(records[1].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(records[1].timestamp_ms, Some(1));
+    }
+}
