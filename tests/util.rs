@@ -101,6 +101,7 @@ pub fn read_all(topic: &str) -> Vec<OwnedMessage> {
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .expect("reader");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
@@ -118,10 +119,15 @@ pub fn read_all(topic: &str) -> Vec<OwnedMessage> {
         let mut next = low;
         while next < high {
             assert!(Instant::now() < deadline, "timed out reading {topic}/{partition} at {next} of {high}");
-            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                let message = message.expect("read");
-                next = message.offset() + 1;
-                out.push(message.detach());
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    next = message.offset() + 1;
+                    out.push(message.detach());
+                }
+                // Transactional topics end with a commit marker, which is never delivered.
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(error)) => panic!("reading {topic}/{partition}: {error}"),
+                None => {}
             }
         }
     }

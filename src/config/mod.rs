@@ -194,6 +194,9 @@ pub struct TopicsConfig {
     pub siem_prefix: String,
     /// Trace summaries and late-event records (`docs/windowing.md`).
     pub sequences: String,
+    /// Window changelog of exactly-once mode (compacted; `docs/delivery.md`). Unset:
+    /// `<kafka.group_id>.windows-changelog`.
+    pub window_changelog: Option<String>,
     /// Create missing output topics at start through the admin API (input topics are never
     /// created: their partitioning is the producers' decision). Default true.
     pub create_missing: bool,
@@ -212,6 +215,7 @@ impl Default for TopicsConfig {
             dead_letter: t.dead_letter,
             siem_prefix: t.siem_prefix,
             sequences: "audit.sequences".into(),
+            window_changelog: None,
             create_missing: true,
             new_topic_partitions: -1,
             new_topic_replication_factor: -1,
@@ -357,6 +361,26 @@ pub struct DeliveryConfig {
     /// the record timestamp, so with `event`, events older than an output topic's `retention.ms`
     /// are deleted at the broker's next retention check: use `send` for backfills. Default `event`.
     pub output_timestamp: OutputTimestamp,
+    /// `at_least_once` (acknowledged outputs, then offset commits) or `exactly_once` (outputs,
+    /// window changelog and input offsets in one Kafka transaction). Default `at_least_once`.
+    pub mode: DeliveryMode,
+    /// Exactly-once: the producer's `transactional.id`. It must be unique per instance and the
+    /// same across its restarts (a restart then aborts what the crashed run left open at once).
+    /// Unset: `<kafka.group_id>-<hostname>`.
+    pub transactional_id: Option<String>,
+    /// Exactly-once: the broker aborts a transaction left open this long, in ms. Default 60000.
+    pub transaction_timeout_ms: u64,
+}
+
+/// The delivery guarantee (`docs/delivery.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Every output acknowledged before its input offset is committed; a crash may repeat outputs.
+    #[default]
+    AtLeastOnce,
+    /// Outputs and input offsets committed atomically in Kafka transactions.
+    ExactlyOnce,
 }
 
 /// Which time output records carry.
@@ -371,11 +395,29 @@ pub enum OutputTimestamp {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { max_in_flight: 10_000, commit_interval_ms: 1000, shutdown_timeout_ms: 30_000, output_timestamp: OutputTimestamp::Event }
+        DeliveryConfig { max_in_flight: 10_000, commit_interval_ms: 1000, shutdown_timeout_ms: 30_000, output_timestamp: OutputTimestamp::Event, mode: DeliveryMode::AtLeastOnce, transactional_id: None, transaction_timeout_ms: 60_000 }
     }
 }
 
 impl Config {
+    /// The window changelog topic of exactly-once mode.
+    pub fn window_changelog_topic(&self) -> String {
+        self.topics.window_changelog.clone().unwrap_or_else(|| format!("{}.windows-changelog", self.kafka.group_id))
+    }
+
+    /// The producer's `transactional.id` in exactly-once mode.
+    pub fn transactional_id(&self) -> String {
+        self.delivery.transactional_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            format!("{}-{host}", self.kafka.group_id)
+        })
+    }
+
     /// Reads, parses, applies environment overrides and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -500,6 +542,12 @@ impl Config {
         }
         if self.delivery.max_in_flight == 0 {
             problems.push("delivery.max_in_flight: must be at least 1".to_owned());
+        }
+        if self.delivery.transactional_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            problems.push("delivery.transactional_id: must not be empty when set".to_owned());
+        }
+        if self.delivery.transaction_timeout_ms < 1000 {
+            problems.push("delivery.transaction_timeout_ms: must be at least 1000".to_owned());
         }
         if problems.is_empty() {
             Ok(())

@@ -4,7 +4,9 @@
 pub mod offsets;
 pub mod publish;
 pub mod registry;
+pub mod restore;
 pub mod run;
+pub mod txn;
 
 use rdkafka::ClientConfig;
 

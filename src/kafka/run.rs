@@ -5,8 +5,14 @@
 //! `delivery.commit_interval_ms`, on partition revoke, and at shutdown, and never past a record
 //! whose outputs are not all acknowledged (at-least-once). A failed delivery is sent again; it is
 //! never dropped.
+//!
+//! In exactly-once mode ([`super::txn`]) the outputs, the window changelog and the input positions
+//! go into one Kafka transaction per commit interval instead; any failure aborts it and rewinds
+//! the consumer to the committed positions, and a partition's open windows are restored from the
+//! changelog ([`super::restore`]) before its first record is processed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,13 +25,14 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::offsets::{OffsetTracker, TopicPartition};
+use super::txn::{Failure, Transactions};
 use super::registry::{Registry, RegistryError};
 use super::{consumer_config, producer_config};
-use crate::config::Config;
+use crate::config::{Config, DeliveryMode, KafkaConfig};
 use crate::model::{Output, SourceRecord};
 use crate::metrics::Health;
 use crate::pipeline::{dlq_headers, Pipeline};
@@ -79,6 +86,12 @@ pub enum RunError {
     /// The registry settings are unusable.
     #[error("{0}")]
     Registry(RegistryError),
+    /// The transactional producer could not start (exactly-once mode).
+    #[error("exactly-once mode: the transactional producer cannot start (check delivery.transactional_id, and that the broker allows transactions for this principal): {detail}")]
+    Transaction {
+        /// Why.
+        detail: String,
+    },
     /// A Kafka client could not be created or failed for good.
     #[error("kafka client error ({context}): {source}")]
     Kafka {
@@ -127,6 +140,10 @@ struct RunContext {
     health: Arc<Health>,
     /// Partitions revoked since the loop last looked: their windows are dropped.
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    /// Set on every revoke; exactly-once mode then aborts the open transaction and rewinds.
+    rewind: Arc<AtomicBool>,
+    /// Set on every assignment; exactly-once mode then restores the new partitions' windows.
+    assigned: Arc<AtomicBool>,
 }
 
 impl ClientContext for RunContext {
@@ -146,6 +163,7 @@ impl ClientContext for RunContext {
 impl ConsumerContext for RunContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else { return };
+        self.rewind.store(true, Ordering::SeqCst);
         let mut list = TopicPartitionList::new();
         {
             let mut tracker = self.tracker.lock().expect("tracker lock");
@@ -173,6 +191,7 @@ impl ConsumerContext for RunContext {
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         info!(message = "Assignment changed.", partitions = assigned);
+        self.assigned.store(true, Ordering::SeqCst);
         self.health.assigned(assigned);
     }
 
@@ -189,6 +208,8 @@ struct Tag {
     holds: Vec<(TopicPartition, i64)>,
     topic: Arc<str>,
     sent: std::time::Instant,
+    /// Exactly-once: the transaction the output was sent in.
+    epoch: u64,
 }
 
 type Delivered = (Tag, Result<(), (KafkaError, OwnedMessage)>);
@@ -220,6 +241,28 @@ struct Runner {
     dead_letter: String,
     max_in_flight: usize,
     catalog: CatalogWatch,
+    /// Exactly-once state; `None` in at-least-once mode.
+    eos: Option<Eos>,
+}
+
+/// The state of exactly-once mode.
+struct Eos {
+    txn: Transactions<ErrorContext>,
+    /// The window changelog topic.
+    changelog: String,
+    kafka: KafkaConfig,
+    /// Settings of the transactional producer, to create a new one after a fatal error.
+    producer_settings: ClientConfig,
+    errors: ErrorContext,
+    /// The next offset of every partition processed since the last rewind.
+    positions: HashMap<TopicPartition, i64>,
+    /// Partitions whose windows were restored from the changelog since the last rewind.
+    restored: HashSet<TopicPartition>,
+    /// A delivery of the open transaction failed: it must be aborted.
+    failed: bool,
+    rewind: Arc<AtomicBool>,
+    assigned: Arc<AtomicBool>,
+    timeout: Duration,
 }
 
 /// The policy catalog file and the modification time of the version loaded.
@@ -252,6 +295,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let health = Arc::new(Health::default());
     let revoked: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
+    let rewind: Arc<AtomicBool> = Arc::default();
+    let assigned: Arc<AtomicBool> = Arc::default();
+    let exactly_once = config.delivery.mode == DeliveryMode::ExactlyOnce;
     if let Some(listen) = config.metrics.listen.as_deref() {
         let handle = crate::metrics::install_recorder().map_err(|detail| RunError::Metrics { listen: listen.to_owned(), detail })?;
         let addr = crate::metrics::serve(listen, handle, health.clone())
@@ -263,13 +309,22 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     if options.until_caught_up {
         consumer_settings.set("enable.partition.eof", "true");
     }
+    if exactly_once {
+        consumer_settings.set("isolation.level", "read_committed");
+    }
     let consumer: Arc<StreamConsumer<RunContext>> = Arc::new(
         consumer_settings
-            .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone(), revoked: revoked.clone() })
+            .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone(), revoked: revoked.clone(), rewind: rewind.clone(), assigned: assigned.clone() })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
     let errors = ErrorContext::default();
-    let producer: Producer = producer_config(&config.kafka)
+    let mut producer_settings = producer_config(&config.kafka);
+    if exactly_once {
+        producer_settings
+            .set("transactional.id", config.transactional_id())
+            .set("transaction.timeout.ms", config.delivery.transaction_timeout_ms.to_string());
+    }
+    let producer: Producer = producer_settings
         .create_with_context(errors.clone())
         .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
     let registry = Registry::from_config(&config.registry).map_err(RunError::Registry)?;
@@ -286,6 +341,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         dead_letter: config.topics.dead_letter.clone(),
         max_in_flight: config.delivery.max_in_flight,
         catalog: CatalogWatch { path: config.enrich.policy_catalog.clone(), loaded: None },
+        eos: None,
     };
     runner.catalog.loaded = runner.catalog.modified();
     if let Some(catalog) = config.load_catalog().map_err(RunError::Config)? {
@@ -300,15 +356,42 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         info!(message = "Registered the enriched event schema.", %subject, schema_id = id);
         runner.pipeline.enable_enriched(id);
     }
+    let changelog = config.window_changelog_topic();
+    if exactly_once && config.window.enabled && config.passthrough.topic.is_none() {
+        runner.pipeline.enable_changelog(changelog.clone());
+    }
     let mut wanted: Vec<String> = config.topics.input.clone();
     wanted.extend(runner.pipeline.output_topics());
+    if exactly_once {
+        wanted.push(changelog.clone());
+    }
     let missing = check_cluster(&runner.producer, &errors, &config.kafka.bootstrap_servers, &wanted).await?;
     let inputs_missing: Vec<String> = missing.iter().filter(|t| config.topics.input.contains(t)).cloned().collect();
     if !inputs_missing.is_empty() || (!missing.is_empty() && !config.topics.create_missing) {
         return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing });
     }
+    let (changelog_missing, missing): (Vec<String>, Vec<String>) = missing.into_iter().partition(|t| *t == changelog);
     if !missing.is_empty() {
         create_topics(&config, &missing).await?;
+    }
+    if exactly_once {
+        ensure_changelog(&config, &runner.producer, &changelog, !changelog_missing.is_empty()).await?;
+        let timeout = Duration::from_millis(config.delivery.transaction_timeout_ms);
+        let txn = Transactions::init(runner.producer.clone(), timeout).await.map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
+        info!(message = "Exactly-once mode: transactional producer ready.", transactional_id = %config.transactional_id(), %changelog);
+        runner.eos = Some(Eos {
+            txn,
+            changelog,
+            kafka: config.kafka.clone(),
+            producer_settings,
+            errors: errors.clone(),
+            positions: HashMap::new(),
+            restored: HashSet::new(),
+            failed: false,
+            rewind: rewind.clone(),
+            assigned: assigned.clone(),
+            timeout,
+        });
     }
     let inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     runner.consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
@@ -326,6 +409,8 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             info!(message = "Caught up with every assigned partition; stopping.");
             break;
         }
+        runner.rewind_if_revoked().await?;
+        runner.restore_assigned().await?;
         runner.drain_backlog().await?;
         let can_take = runner.can_take();
         let retry_at = runner.blocked.as_ref().map(|b| b.retry_at);
@@ -333,7 +418,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             biased;
             _ = &mut shutdown => break,
             Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => runner.on_delivered(delivered)?,
-            _ = commit_tick.tick() => runner.commit(),
+            _ = commit_tick.tick() => runner.commit().await?,
             _ = heartbeat.tick() => {
                 health.beat();
                 let gone: Vec<TopicPartition> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
@@ -373,6 +458,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
 
 impl Runner {
     fn has_room(&self) -> bool {
+        if self.eos.is_some() {
+            return self.in_flight.len() < self.max_in_flight;
+        }
         self.tracker.lock().expect("tracker lock").in_flight() < self.max_in_flight
     }
 
@@ -474,12 +562,19 @@ impl Runner {
 
     /// Runs the core on one record and sends every output.
     async fn process(&mut self, record: SourceRecord) -> Result<(), RunError> {
+        let tp = (record.topic.clone(), record.partition);
+        if self.eos.as_ref().is_some_and(|eos| !eos.restored.contains(&tp)) {
+            self.restore(&tp).await?;
+            let closed = self.pipeline.finish_restore();
+            self.send_all(closed, None).await?;
+        }
         let started = std::time::Instant::now();
         let outputs = self.pipeline.process(&record, chrono::Utc::now().timestamp_millis());
         metrics::histogram!("auditflow_process_seconds").record(started.elapsed().as_secs_f64());
-        let tp = (record.topic.clone(), record.partition);
         let own = outputs.iter().filter(|o| o.holds.is_empty()).count() as u32;
-        {
+        if let Some(eos) = self.eos.as_mut() {
+            eos.positions.insert(tp.clone(), record.offset + 1);
+        } else {
             let mut tracker = self.tracker.lock().expect("tracker lock");
             tracker.begin(&tp, record.offset, own);
             tracker.set_cap(&tp, self.pipeline.held_offset(&tp.0, tp.1));
@@ -496,8 +591,20 @@ impl Runner {
 
     /// Sends outputs; each holds back its `holds`, or the record at `own` when it has none.
     async fn send_all(&mut self, outputs: Vec<Output>, own: Option<(&TopicPartition, i64)>) -> Result<(), RunError> {
+        let mut epoch = 0;
+        if let Some(eos) = self.eos.as_mut() {
+            if outputs.is_empty() {
+                return Ok(());
+            }
+            if let Err(failure) = eos.txn.begin() {
+                return self.recover(failure).await;
+            }
+            epoch = eos.txn.epoch();
+        }
         for output in &outputs {
-            let holds: Vec<(TopicPartition, i64)> = if output.holds.is_empty() {
+            let holds: Vec<(TopicPartition, i64)> = if self.eos.is_some() {
+                Vec::new()
+            } else if output.holds.is_empty() {
                 own.map(|(tp, offset)| vec![(tp.clone(), offset)]).unwrap_or_default()
             } else {
                 let mut tracker = self.tracker.lock().expect("tracker lock");
@@ -524,7 +631,7 @@ impl Runner {
                     Err(source) => return Err(RunError::Kafka { context: "producing", source }),
                 }
             };
-            let tag = Tag { holds, topic: Arc::from(output.topic.as_str()), sent: std::time::Instant::now() };
+            let tag = Tag { holds, topic: Arc::from(output.topic.as_str()), sent: std::time::Instant::now(), epoch };
             self.in_flight.push(Box::pin(await_delivery(tag, future)));
         }
         Ok(())
@@ -539,6 +646,14 @@ impl Runner {
                 let mut tracker = self.tracker.lock().expect("tracker lock");
                 for (tp, offset) in &tag.holds {
                     tracker.ack(tp, *offset);
+                }
+            }
+            Err((error, _)) if self.eos.is_some() => {
+                // Never sent again: the transaction is aborted and its records re-processed.
+                let eos = self.eos.as_mut().expect("exactly-once state");
+                if tag.epoch == eos.txn.epoch() && eos.txn.is_open() {
+                    warn!(message = "Delivery failed in the open transaction; it will be aborted.", topic = %tag.topic, %error);
+                    eos.failed = true;
                 }
             }
             Err((error, message)) => {
@@ -584,10 +699,181 @@ impl Runner {
         }
     }
 
-    /// Commits the offsets that moved since the last commit, without blocking (on the timer).
-    fn commit(&self) {
+    /// On the timer: commits the open transaction (exactly-once), or the offsets that moved since
+    /// the last commit, without blocking (at-least-once).
+    async fn commit(&mut self) -> Result<(), RunError> {
+        if self.eos.is_some() {
+            return self.commit_transaction().await;
+        }
         let commits = self.tracker.lock().expect("tracker lock").take_commits();
         commit_list(&self.consumer, &commits, CommitMode::Async);
+        Ok(())
+    }
+
+    /// Exactly-once: adds the positions processed so far to the open transaction and commits it.
+    /// A revoke since the last look, a failed delivery or a failed commit aborts it instead.
+    async fn commit_transaction(&mut self) -> Result<(), RunError> {
+        if self.rewind_if_revoked().await? {
+            return Ok(());
+        }
+        let eos = self.eos.as_ref().expect("exactly-once state");
+        if !eos.txn.is_open() {
+            return Ok(());
+        }
+        while let Some(delivered) = self.in_flight.next().await {
+            self.on_delivered(delivered)?;
+        }
+        let eos = self.eos.as_mut().expect("exactly-once state");
+        if eos.failed {
+            return self.rewind("a delivery of the transaction failed").await;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in &eos.positions {
+            // Adding a valid topic, partition and offset cannot fail.
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        let Some(group) = self.consumer.group_metadata() else {
+            return self.rewind("the consumer has no group metadata").await;
+        };
+        let started = std::time::Instant::now();
+        match eos.txn.commit(offsets, group).await {
+            Ok(()) => {
+                metrics::counter!("auditflow_transactions_total", "outcome" => "committed").increment(1);
+                metrics::histogram!("auditflow_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(failure) => self.recover(failure).await,
+        }
+    }
+
+    /// Exactly-once: after a revoke, aborts the open transaction and rewinds (the revoked
+    /// partitions' records are the new owner's now). Returns whether it rewound.
+    async fn rewind_if_revoked(&mut self) -> Result<bool, RunError> {
+        let Some(eos) = self.eos.as_ref() else { return Ok(false) };
+        if !eos.rewind.swap(false, Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.rewind("partitions were revoked").await?;
+        Ok(true)
+    }
+
+    /// Handles a failed transactional call as librdkafka prescribes: abort (or, when fatal, a
+    /// new producer), then rewind.
+    async fn recover(&mut self, failure: Failure) -> Result<(), RunError> {
+        warn!(message = "Transaction failed; aborting and rewinding to the committed offsets.", %failure);
+        if let Failure::Fatal(_) = failure {
+            self.new_producer().await?;
+        }
+        self.rewind("the transaction failed").await
+    }
+
+    /// Creates and initialises a new transactional producer (fencing the old one).
+    async fn new_producer(&mut self) -> Result<(), RunError> {
+        let eos = self.eos.as_mut().expect("exactly-once state");
+        let producer: Producer = eos
+            .producer_settings
+            .create_with_context(eos.errors.clone())
+            .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
+        eos.txn = Transactions::init(producer.clone(), eos.timeout).await.map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
+        self.producer = producer;
+        metrics::counter!("auditflow_producer_restarts_total").increment(1);
+        Ok(())
+    }
+
+    /// Aborts the open transaction, forgets everything processed since the last commit (windows,
+    /// backlog, deliveries) and seeks every assigned partition back to its committed offset.
+    async fn rewind(&mut self, why: &str) -> Result<(), RunError> {
+        let eos = self.eos.as_mut().expect("exactly-once state");
+        if let Err(failure) = eos.txn.abort().await {
+            warn!(message = "Abort failed; replacing the producer.", %failure);
+            self.new_producer().await?;
+        }
+        metrics::counter!("auditflow_transactions_total", "outcome" => "aborted").increment(1);
+        self.in_flight.clear();
+        self.backlog.clear();
+        self.blocked = None;
+        let _ = self.pipeline.flush_windows();
+        let eos = self.eos.as_mut().expect("exactly-once state");
+        eos.positions.clear();
+        eos.restored.clear();
+        eos.failed = false;
+        eos.assigned.store(true, Ordering::SeqCst);
+        let consumer = self.consumer.clone();
+        let timeout = eos.timeout;
+        let seeked = tokio::task::spawn_blocking(move || -> KafkaResult<usize> {
+            let assignment = consumer.assignment()?;
+            let mut committed = consumer.committed_offsets(assignment, timeout)?;
+            for mut elem in committed.elements().iter().map(|e| (e.topic().to_owned(), e.partition(), e.offset())).collect::<Vec<_>>().into_iter() {
+                if !matches!(elem.2, Offset::Offset(_)) {
+                    elem.2 = Offset::Beginning;
+                    committed.set_partition_offset(&elem.0, elem.1, elem.2)?;
+                }
+            }
+            let count = committed.count();
+            if count > 0 {
+                consumer.seek_partitions(committed, timeout)?;
+            }
+            Ok(count)
+        })
+        .await
+        .expect("seek task");
+        match seeked {
+            Ok(partitions) => info!(message = "Transaction aborted; rewound to the committed offsets.", why, partitions),
+            Err(error) => return Err(RunError::Kafka { context: "rewinding to the committed offsets", source: error }),
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: after an assignment (or a rewind), restores the windows of every assigned
+    /// partition not restored yet, so that windows open at a crash close even if no new record
+    /// comes.
+    async fn restore_assigned(&mut self) -> Result<(), RunError> {
+        let Some(eos) = self.eos.as_ref() else { return Ok(()) };
+        if !eos.assigned.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        let assignment = tokio::task::spawn_blocking(move || consumer.assignment())
+            .await
+            .expect("assignment task")
+            .map_err(|source| RunError::Kafka { context: "reading the assignment", source })?;
+        let mut restored = 0;
+        for elem in assignment.elements() {
+            let tp = (elem.topic().to_owned(), elem.partition());
+            if !self.eos.as_ref().expect("exactly-once state").restored.contains(&tp) {
+                self.restore(&tp).await?;
+                restored += 1;
+            }
+        }
+        let closed = self.pipeline.finish_restore();
+        info!(message = "Assigned partitions restored.", partitions = restored, assigned = assignment.count(), closed = closed.len());
+        self.send_all(closed, None).await
+    }
+
+    /// Exactly-once: rebuilds the open windows of `tp` from the changelog before its first record.
+    async fn restore(&mut self, tp: &TopicPartition) -> Result<(), RunError> {
+        let eos = self.eos.as_ref().expect("exactly-once state");
+        let (kafka, changelog, timeout) = (eos.kafka.clone(), eos.changelog.clone(), eos.timeout);
+        let (topic, partition) = tp.clone();
+        let records = tokio::task::spawn_blocking(move || super::restore::read(&kafka, &changelog, &topic, partition, timeout))
+            .await
+            .expect("restore task")
+            .map_err(|source| RunError::Kafka { context: "reading the window changelog", source })?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut closed = Vec::new();
+        for record in &records {
+            if let Some(schema_id) = self.pipeline.schema_needed(record) {
+                let mut backoff = REGISTRY_BACKOFF_MIN;
+                while !self.load_schema(schema_id).await {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(REGISTRY_BACKOFF_MAX);
+                }
+            }
+            closed.extend(self.pipeline.restore(record, now));
+        }
+        info!(message = "Windows restored from the changelog.", topic = %tp.0, partition = tp.1, events = records.len());
+        self.eos.as_mut().expect("exactly-once state").restored.insert(tp.clone());
+        self.send_all(closed, None).await
     }
 
     /// Stops consuming, waits for in-flight outputs up to `deadline`, commits, and closes.
@@ -595,6 +881,18 @@ impl Runner {
         let (open, _) = self.pipeline.window_stats();
         let flushed = self.pipeline.flush_windows();
         self.send_all(flushed, None).await?;
+        if self.eos.is_some() {
+            info!(message = "Shutting down: committing the open transaction.", windows_flushed = open);
+            let commit = self.commit_transaction();
+            match tokio::time::timeout(deadline, commit).await {
+                Ok(result) => result?,
+                Err(_) => warn!(message = "Shutdown deadline reached before the transaction committed; it is aborted by the broker and re-read on restart."),
+            }
+            let consumer = self.consumer.clone();
+            let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
+            info!(message = "Stopped.");
+            return Ok(());
+        }
         self.tracker.lock().expect("tracker lock").refresh_caps(|_, _| None);
         info!(message = "Shutting down: draining in-flight outputs.", in_flight = self.in_flight.len(), backlog = self.backlog.len(), windows_flushed = open);
         let drain = async {
@@ -619,6 +917,46 @@ impl Runner {
         info!(message = "Stopped.");
         Ok(())
     }
+}
+
+/// Creates the window changelog (compacted, as many partitions as the largest input topic) when
+/// `missing`, or checks that the existing one has enough partitions.
+async fn ensure_changelog(config: &Config, producer: &Producer, changelog: &str, missing: bool) -> Result<(), RunError> {
+    let client = producer.clone();
+    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
+        .await
+        .expect("metadata task")
+        .map_err(|source| RunError::Kafka { context: "reading topic metadata", source })?;
+    let count = |name: &str| metadata.topics().iter().find(|t| t.name() == name).map_or(0, |t| t.partitions().len());
+    let needed = config.topics.input.iter().map(|t| count(t)).max().unwrap_or(1).max(1);
+    if !missing {
+        let have = count(changelog);
+        if have < needed {
+            return Err(RunError::Config(crate::config::ConfigError::Invalid(vec![format!(
+                "topics.window_changelog: {changelog} has {have} partitions, fewer than the input's {needed}; delete it or name another"
+            )])));
+        }
+        return Ok(());
+    }
+    if !config.topics.create_missing {
+        return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing: vec![changelog.to_owned()] });
+    }
+    let admin: AdminClient<DefaultClientContext> = producer_config(&config.kafka)
+        .create()
+        .map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
+    let partitions = i32::try_from(needed).unwrap_or(i32::MAX);
+    let topic = NewTopic::new(changelog, partitions, TopicReplication::Fixed(config.topics.new_topic_replication_factor))
+        .set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT));
+    let results = admin.create_topics([&topic], &options).await.map_err(|source| RunError::Kafka { context: "creating topics", source })?;
+    for result in results {
+        match result {
+            Ok(name) => info!(message = "Created the window changelog.", topic = %name, partitions),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(RunError::CreateTopics { refused: vec![format!("{name}: {code}")] }),
+        }
+    }
+    Ok(())
 }
 
 /// Creates the missing output topics with the configured partitions and replication factor.
@@ -713,6 +1051,9 @@ fn send(producer: &Producer, output: &Output) -> Result<DeliveryFuture, KafkaErr
     }
     if let Some(ts) = output.timestamp_ms {
         record = record.timestamp(ts);
+    }
+    if let Some(partition) = output.partition {
+        record = record.partition(partition);
     }
     producer.send_result(record).map_err(|(error, _)| error)
 }

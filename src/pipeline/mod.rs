@@ -204,13 +204,27 @@ impl Pipeline {
         self.changelog = Some(topic);
     }
 
-    /// Re-feeds a changelog entry (see [`changelog::Restore`]) into the windows, discarding what
-    /// they emit: it was written before the restart. Returns whether the event entered a window.
-    pub fn restore(&mut self, record: &SourceRecord, now_ms: i64) -> bool {
-        let Ok(enriched) = self.decode_enrich(record, now_ms) else { return false };
+    /// Re-feeds a changelog entry (see [`changelog::Restore`]) into the windows. It only closes a
+    /// window when a bound (`max_events_per_trace`) says so; those outputs are returned.
+    /// Call [`Pipeline::finish_restore`] after the last one.
+    pub fn restore(&mut self, record: &SourceRecord, now_ms: i64) -> Outputs {
+        let Ok(enriched) = self.decode_enrich(record, now_ms) else { return Vec::new() };
+        let closed = match self.windows.as_mut() {
+            Some(windows) => windows.restore(&enriched, now_ms),
+            None => return Vec::new(),
+        };
+        self.window_outputs(closed)
+    }
+
+    /// Ends a restore: watermarks move to the restored events' times, and the windows they pass
+    /// close (their outputs are new: the saved state had them open).
+    pub fn finish_restore(&mut self) -> Outputs {
         match self.windows.as_mut() {
-            Some(windows) => !windows.add(&enriched, now_ms).iter().any(|o| matches!(o, WindowOutput::Late(_))),
-            None => false,
+            Some(windows) => {
+                let closed = windows.finish_restore();
+                self.window_outputs(closed)
+            }
+            None => Vec::new(),
         }
     }
 

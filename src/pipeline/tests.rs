@@ -127,12 +127,16 @@ proptest! {
 
 /// A valid allowed event of `trace` at `ts_ms`, read from audit.raw/0 at `offset`.
 fn traced(trace: &str, ts_ms: i64, offset: i64) -> SourceRecord {
+    traced_in(0, trace, ts_ms, offset)
+}
+
+fn traced_in(partition: i32, trace: &str, ts_ms: i64, offset: i64) -> SourceRecord {
     let ts = Utc.timestamp_millis_opt(ts_ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
     let text = String::from_utf8(ALLOWED.to_vec())
         .unwrap()
         .replace("2026-04-18T14:22:07.441Z", &ts)
         .replace("tr-8f2c7a91-2b14-4e8e", trace);
-    SourceRecord { partition: 0, offset, ..record(Some(text.as_bytes())) }
+    SourceRecord { partition, offset, ..record(Some(text.as_bytes())) }
 }
 
 fn changelog_pipeline() -> Pipeline {
@@ -168,8 +172,9 @@ fn changelog_records_open_windows_and_rebuilds_them_after_a_restart() {
 
     let mut second = changelog_pipeline();
     for record in &live {
-        assert!(second.restore(record, 0), "the live entry re-enters a window");
+        assert!(second.restore(record, 0).is_empty(), "the live entry re-enters a window");
     }
+    assert!(second.finish_restore().is_empty());
     assert_eq!(second.window_stats().0, 1);
     let summaries = |outputs: Outputs| -> Vec<serde_json::Value> {
         outputs
@@ -182,4 +187,38 @@ fn changelog_records_open_windows_and_rebuilds_them_after_a_restart() {
     let after = summaries(second.flush_windows());
     assert_eq!(before.len(), 1);
     assert_eq!(before, after, "the restored window closes into the same summary");
+}
+
+/// A window over two partitions, held open by the slower one: restoring the faster partition
+/// first must not close it half-restored.
+#[test]
+fn restore_closes_no_window_before_every_partition_is_back() {
+    const T0: i64 = 1_776_522_127_441;
+    let mut first = changelog_pipeline();
+    let mut restore = changelog::Restore::default();
+    for record in [traced_in(0, "t1", T0, 0), traced_in(1, "t1", T0 + 100, 0), traced_in(0, "t2", T0 + 5000, 1)] {
+        for output in first.process(&record, 0).into_iter().filter(|o| o.topic == "cl") {
+            let source_key = output.headers.first().and_then(|(_, v)| v.clone());
+            restore.apply(output.key.as_deref(), output.payload.as_deref(), source_key.as_deref(), output.timestamp_ms);
+        }
+    }
+    assert_eq!(first.window_stats().0, 2, "partition 1 holds t1 open");
+    let live = restore.records("audit.raw");
+    assert_eq!(live.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(), [(0, 0), (0, 1), (1, 0)]);
+    let mut second = changelog_pipeline();
+    for record in &live {
+        assert!(second.restore(record, 0).is_empty());
+    }
+    assert!(second.finish_restore().is_empty());
+    let steps = |outputs: Outputs| -> Vec<usize> {
+        let mut steps: Vec<usize> = outputs
+            .iter()
+            .filter(|o| o.topic == "audit.sequences")
+            .map(|o| serde_json::from_slice::<serde_json::Value>(o.payload.as_deref().unwrap()).unwrap()["steps"].as_array().unwrap().len())
+            .collect();
+        steps.sort_unstable();
+        steps
+    };
+    assert_eq!(steps(second.flush_windows()), [1, 2]);
+    assert_eq!(steps(first.flush_windows()), [1, 2]);
 }

@@ -133,6 +133,43 @@ impl Windows {
         out
     }
 
+    /// Re-adds an event of a window that was open when its state was saved (the exactly-once
+    /// changelog): it joins or opens its trace's window, but moves no watermark and is never
+    /// late, so that no window closes half-restored (a window may hold events of partitions not
+    /// restored yet). Call [`Windows::finish_restore`] once every partition is restored.
+    pub fn restore(&mut self, event: &EnrichedEvent, now_ms: i64) -> Vec<WindowOutput> {
+        let mut out = Vec::new();
+        let e = &event.event;
+        let part = self.partition_ix(&event.provenance.topic, event.provenance.partition);
+        let st = &mut self.partitions[part as usize];
+        st.idle = false;
+        st.last_wall_ms = now_ms;
+        st.restored_max = Some(st.restored_max.map_or(e.ts_ms, |max| max.max(e.ts_ms)));
+        let hash = self.traces.hash(&e.trace);
+        if let Some(slot) = self.traces.get(hash, &e.trace, &self.slab) {
+            self.extend(slot, event, part, &mut out);
+        } else {
+            self.open(event, hash, part, &mut out);
+        }
+        out
+    }
+
+    /// Ends a restore: each restored partition's watermark moves to its highest restored event
+    /// time (if higher), and the windows it passes close as usual.
+    pub fn finish_restore(&mut self) -> Vec<WindowOutput> {
+        let mut out = Vec::new();
+        for part in 0..self.partitions.len() {
+            let st = &mut self.partitions[part];
+            let Some(restored) = st.restored_max.take() else { continue };
+            let before = st.watermark(self.lateness);
+            st.max_ts = Some(st.max_ts.map_or(restored, |max| max.max(restored)));
+            if st.watermark(self.lateness) > before {
+                self.drain(part as PartIx, false, &mut out);
+            }
+        }
+        out
+    }
+
     /// Called on a timer with the wall clock: every partition without an event for
     /// `idle_timeout_ms` becomes idle (its watermark jumps past every window) and the windows it
     /// alone held open close with reason `idle`. Its next event makes it active again.

@@ -122,6 +122,9 @@ pub(super) struct Partition {
     pub partition: i32,
     /// Highest event time seen since the partition was (re)assigned.
     pub max_ts: Option<i64>,
+    /// Highest event time re-added by [`super::Windows::restore`], applied to `max_ts` at
+    /// [`super::Windows::finish_restore`].
+    pub restored_max: Option<i64>,
     /// No event for `idle_timeout_ms` (wall time): the watermark is past every window.
     pub idle: bool,
     /// Wall time of the last event.
@@ -138,6 +141,7 @@ impl Partition {
             topic,
             partition,
             max_ts: None,
+            restored_max: None,
             idle: false,
             last_wall_ms: 0,
             deadlines: BTreeSet::new(),

@@ -1,0 +1,159 @@
+//! Kafka transactions of exactly-once mode (`delivery.mode = "exactly_once"`).
+//!
+//! ```text
+//! first output ─► begin ─► outputs + changelog records ─► (commit tick) send_offsets ─► commit
+//!                                                     └─► on failure: abort ─► rewind to committed
+//! ```
+//!
+//! librdkafka's transactional calls block (they wait for the coordinator), so each runs on
+//! tokio's blocking pool, never on a runtime thread. Their errors are handled as librdkafka
+//! prescribes ([`Failure::of`]): retriable errors are retried, abortable ones abort the
+//! transaction, and fatal ones (a fenced producer among them) need a new producer.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tracing::warn;
+
+/// What a failed transactional call requires.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Abort the transaction, rewind the consumer to the committed offsets, and go on.
+    #[error("transaction must be aborted: {0}")]
+    Abort(KafkaError),
+    /// The producer is unusable (fatal error, fenced by a newer instance with the same
+    /// `transactional.id`): create a new one, then rewind.
+    #[error("transactional producer failed for good: {0}")]
+    Fatal(KafkaError),
+}
+
+/// How to handle one error of a transactional call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Call again.
+    Retry,
+    /// See [`Failure::Abort`].
+    Abort,
+    /// See [`Failure::Fatal`].
+    Fatal,
+}
+
+impl Failure {
+    /// librdkafka's classification of `error`: fatal first, then abortable, then retriable.
+    /// Errors without transactional flags (timeouts of the client itself) count as abortable.
+    pub fn class(error: &KafkaError) -> Class {
+        match error {
+            KafkaError::Transaction(e) if e.is_fatal() => Class::Fatal,
+            KafkaError::Transaction(e) if e.txn_requires_abort() => Class::Abort,
+            KafkaError::Transaction(e) if e.is_retriable() => Class::Retry,
+            _ => Class::Abort,
+        }
+    }
+}
+
+/// How long retriable errors are retried before the transaction is given up (aborted).
+const RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs `call` on the blocking pool, retrying retriable errors for up to [`RETRY_FOR`].
+async fn blocking<C, F>(producer: &FutureProducer<C>, what: &'static str, call: F) -> Result<(), Failure>
+where
+    C: ClientContext + 'static,
+    F: Fn(&FutureProducer<C>) -> Result<(), KafkaError> + Send + 'static,
+{
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            match call(&producer) {
+                Ok(()) => return Ok(()),
+                Err(error) => match Failure::class(&error) {
+                    Class::Retry if started.elapsed() < RETRY_FOR => {
+                        warn!(message = "Retriable transaction error; retrying.", call = what, %error);
+                        std::thread::sleep(RETRY_PAUSE);
+                    }
+                    Class::Retry | Class::Abort => return Err(Failure::Abort(error)),
+                    Class::Fatal => return Err(Failure::Fatal(error)),
+                },
+            }
+        }
+    })
+    .await
+    .expect("transaction task panicked")
+}
+
+/// The transaction state of one transactional producer.
+pub struct Transactions<C: ClientContext + 'static> {
+    producer: FutureProducer<C>,
+    timeout: Duration,
+    open: bool,
+    epoch: u64,
+}
+
+impl<C: ClientContext + 'static> Transactions<C> {
+    /// Takes a producer created with a `transactional.id` and initialises it: this fences any
+    /// older producer with the same id and aborts what it left open.
+    pub async fn init(producer: FutureProducer<C>, timeout: Duration) -> Result<Self, Failure> {
+        blocking(&producer, "init_transactions", move |p| p.init_transactions(timeout)).await?;
+        Ok(Transactions { producer, timeout, open: false, epoch: 0 })
+    }
+
+    /// The producer, to send records in the open transaction.
+    pub fn producer(&self) -> &FutureProducer<C> {
+        &self.producer
+    }
+
+    /// Whether a transaction is open.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Counts transactions begun: deliveries tagged with an older epoch belong to a finished one.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Begins a transaction unless one is open (a local call: it does not block).
+    pub fn begin(&mut self) -> Result<(), Failure> {
+        if self.open {
+            return Ok(());
+        }
+        self.producer.begin_transaction().map_err(|error| match Failure::class(&error) {
+            Class::Fatal => Failure::Fatal(error),
+            _ => Failure::Abort(error),
+        })?;
+        self.open = true;
+        self.epoch += 1;
+        Ok(())
+    }
+
+    /// Adds the consumer positions `offsets` to the open transaction and commits it. This
+    /// flushes every record sent in it first. On error the transaction stays open: abort it.
+    pub async fn commit(&mut self, offsets: TopicPartitionList, group: ConsumerGroupMetadata) -> Result<(), Failure> {
+        let timeout = self.timeout;
+        if offsets.count() > 0 {
+            blocking(&self.producer, "send_offsets_to_transaction", move |p| p.send_offsets_to_transaction(&offsets, &group, timeout))
+                .await?;
+        }
+        blocking(&self.producer, "commit_transaction", move |p| p.commit_transaction(timeout)).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any: its records are never seen by `read_committed`
+    /// consumers.
+    pub async fn abort(&mut self) -> Result<(), Failure> {
+        if !self.open {
+            return Ok(());
+        }
+        let timeout = self.timeout;
+        let result = blocking(&self.producer, "abort_transaction", move |p| p.abort_transaction(timeout)).await;
+        if result.is_ok() {
+            self.open = false;
+        }
+        result
+    }
+}
