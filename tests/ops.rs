@@ -127,3 +127,45 @@ async fn scram_authentication_works_and_bad_credentials_are_named() {
     assert!(!log.contains(&password), "the password is not logged");
     assert_eq!(read_all(&format!("{prefix}ecs")).len(), 1);
 }
+
+/// TLS on the local broker's SSL listener (its CA made by `scripts/stack`): with the CA, records
+/// flow; without it, start-up fails with one line naming `ssl.ca.location`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_connection_works_and_an_untrusted_certificate_is_named() {
+    let ssl = std::env::var("AUDITFLOW_TEST_SSL_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9095".into());
+    let ca = std::env::var("AUDITFLOW_TEST_SSL_CA_LOCATION")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls/ca.pem").into());
+    let raw = unique("tls");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let plain = std::fs::read_to_string(&config).unwrap();
+    let secure = |ca_line: &str| {
+        plain.replace(&format!("bootstrap_servers = \"{}\"", bootstrap()), &format!("bootstrap_servers = \"{ssl}\"")).replace(
+            "[kafka.consumer_properties]",
+            &format!("[kafka.properties]\n\"security.protocol\" = \"SSL\"\n{ca_line}\n[kafka.consumer_properties]"),
+        )
+    };
+    // No CA: the broker's certificate is signed by the stack's own CA, which nothing trusts.
+    std::fs::write(&config, secure("")).unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("AUDITFLOW_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("TLS handshake") && stderr.contains("ssl.ca.location"), "{stderr}");
+
+    std::fs::write(&config, secure(&format!("\"ssl.ca.location\" = \"{ca}\""))).unwrap();
+    let app = Auditflow::start(&config);
+    produce(&raw, &[Input { partition: 0, key: None, value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()), headers: vec![] }]).await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(read_all(&format!("{prefix}ecs")).len(), 1);
+}

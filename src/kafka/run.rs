@@ -58,6 +58,14 @@ pub enum RunError {
         /// librdkafka's reason.
         reason: String,
     },
+    /// The TLS handshake with the broker failed (e.g. its certificate is not trusted).
+    #[error("TLS handshake with Kafka at {bootstrap} failed: check kafka.properties ssl.ca.location (the CA that signed the broker's certificate) and security.protocol: {reason}")]
+    Tls {
+        /// The configured bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
     /// Input topics (or, with `topics.create_missing = false`, output topics) do not exist.
     #[error("topics missing on {bootstrap}: {}; create them, change [topics], or set topics.create_missing = true for outputs", .missing.join(", "))]
     MissingTopics {
@@ -110,6 +118,7 @@ type Producer = FutureProducer<ErrorContext>;
 #[derive(Default, Clone)]
 pub struct ErrorContext {
     authentication: Arc<Mutex<Option<String>>>,
+    tls: Arc<Mutex<Option<String>>>,
 }
 
 impl ErrorContext {
@@ -117,12 +126,20 @@ impl ErrorContext {
     fn authentication_failure(&self) -> Option<String> {
         self.authentication.lock().expect("error context lock").clone()
     }
+
+    /// librdkafka's reason of the last TLS failure, if there was one.
+    fn tls_failure(&self) -> Option<String> {
+        self.tls.lock().expect("error context lock").clone()
+    }
 }
 
 impl ClientContext for ErrorContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
             *self.authentication.lock().expect("error context lock") = Some(reason.to_owned());
+        }
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::SSL) {
+            *self.tls.lock().expect("error context lock") = Some(reason.to_owned());
         }
         error!(message = "Kafka client error.", %error, reason);
     }
@@ -998,6 +1015,9 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
     let metadata = metadata.map_err(|error| {
         if let Some(reason) = errors.authentication_failure() {
             return RunError::Authentication { bootstrap: bootstrap.to_owned(), reason };
+        }
+        if let Some(reason) = errors.tls_failure() {
+            return RunError::Tls { bootstrap: bootstrap.to_owned(), reason };
         }
         RunError::Unreachable { bootstrap: bootstrap.to_owned(), secs: CONNECT_TIMEOUT.as_secs(), detail: error.to_string() }
     })?;
