@@ -169,3 +169,24 @@ async fn tls_connection_works_and_an_untrusted_certificate_is_named() {
     assert!(status.success(), "{log}");
     assert_eq!(read_all(&format!("{prefix}ecs")).len(), 1);
 }
+
+/// A schema registry that is down at start (nothing listens at its URL) stops `run` before any
+/// record is read, with one line naming `registry.url`.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_down_at_start_is_one_line_naming_the_url() {
+    let raw = unique("regdown");
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let more = "[registry]\nurl = \"http://127.0.0.1:9/apis/ccompat/v7\"\n";
+    let config = write_config_with(dir.path(), &unique("group"), &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), more);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("AUDITFLOW_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("schema registry unavailable") && stderr.contains("registry.url"), "{stderr}");
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, post_schema, SrSettings};
+use schema_registry_converter::async_impl::schema_registry::{get_all_subjects, get_schema_by_id, post_schema, SrSettings};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
@@ -16,7 +16,7 @@ pub enum RegistryError {
     #[error("schema registry has no schema with id {0}")]
     NotFound(u32),
     /// The registry is unreachable or failed (connection error, 5xx, timeout): retry later.
-    #[error("schema registry unavailable (check registry.url): {0}")]
+    #[error("schema registry unavailable (check registry.url, and registry.username/password if it needs them): {0}")]
     Unavailable(String),
     /// The configuration is unusable.
     #[error("registry.url: {0}")]
@@ -56,6 +56,12 @@ impl Registry {
             .await
             .map(|registered| registered.id)
             .map_err(|error| classify(None, error))
+    }
+
+    /// Checks at start that the registry answers (it lists its subjects), so that a wrong URL,
+    /// a registry that is down or refused credentials are reported before any record is read.
+    pub async fn probe(&self) -> Result<(), RegistryError> {
+        get_all_subjects(&self.settings).await.map(|_| ()).map_err(|error| classify(None, error))
     }
 
     /// Fetches the schema text registered under `id`.

@@ -366,6 +366,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         runner.pipeline.set_catalog(catalog);
     }
 
+    if let Some(registry) = runner.registry.as_ref() {
+        registry.probe().await.map_err(RunError::Registry)?;
+    }
     if config.enriched.enabled {
         let subject = config.enriched.subject.clone().unwrap_or_else(|| format!("{}-value", config.enriched.topic));
         let registry = runner.registry.as_ref().ok_or_else(|| RunError::Registry(RegistryError::Config("enriched output needs a registry".into())))?;
