@@ -12,6 +12,7 @@ use auditflow::generate::{GenerateSettings, Generator};
 use auditflow::kafka::registry::Registry;
 use auditflow::pipeline::Pipeline;
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use cli::{Cli, Command, LogFormat, SchemaAction};
 use tracing_subscriber::EnvFilter;
 
@@ -63,20 +64,43 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
             };
-            let mut pipeline = Pipeline::new(config.pipeline_settings());
+            let mut settings = config.pipeline_settings();
+            // Avro container files carry their own schema: no registry needed.
+            settings.avro_enabled = true;
+            let mut pipeline = Pipeline::new(settings);
             if let Some(catalog) = config.load_catalog()? {
                 pipeline.set_catalog(catalog);
             }
-            let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
+            // A progress bar on a terminal (indicatif draws nothing when stderr is not one): by
+            // bytes for a file, a record count for standard input.
+            let (reader, bar): (Box<dyn BufRead>, ProgressBar) = if input.as_os_str() == "-" {
+                let bar = ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{spinner} {pos} records, {per_sec}").expect("progress template"),
+                );
+                (Box::new(std::io::stdin().lock()), bar)
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
-                Box::new(std::io::BufReader::new(file))
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let bar = ProgressBar::new(len).with_style(
+                    ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} records, eta {eta}").expect("progress template"),
+                );
+                (Box::new(std::io::BufReader::new(bar.wrap_read(file))), bar)
             };
             let source = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "stdin".into());
             let now = chrono::Utc::now().timestamp_millis();
-            let summary = auditflow::replay::replay(&mut pipeline, reader, &source, &output_dir, &config.topics.dead_letter, now)
-                .with_context(|| format!("replaying into {}", output_dir.display()))?;
+            let is_file = bar.length().is_some();
+            let mut progress = |records: u64| {
+                if records % 1024 == 0 {
+                    if is_file {
+                        bar.set_message(records.to_string());
+                    } else {
+                        bar.set_position(records);
+                    }
+                }
+            };
+            let summary = auditflow::replay::replay(&mut pipeline, reader, &source, &output_dir, &config.topics.dead_letter, now, &mut progress)
+                .with_context(|| format!("replaying {} into {}", input.display(), output_dir.display()))?;
+            bar.finish_and_clear();
             eprintln!("replayed {} records", summary.records);
             for (topic, count) in summary.outputs {
                 eprintln!("  {count:>8}  {}", output_dir.join(format!("{topic}.ndjson")).display());
