@@ -171,3 +171,87 @@ async fn sigkill_with_open_windows_loses_no_summary() {
     eprintln!("recovery: {} summaries, {} distinct ids", summaries.len(), distinct.len());
     assert_eq!(distinct.len(), expected.len(), "one summary id per trace window; repeats share it");
 }
+
+/// Summaries of `topic`, by summary id: the sorted event ids, the counts, the actors and the rule
+/// hits (what a window is, without the source positions or the close reason, which depend on
+/// the route records took).
+fn summaries_by_id(topic: &str) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for message in read_all(topic) {
+        let summary = json(&message);
+        if summary["kind"] != "trace_summary" {
+            continue;
+        }
+        let mut ids: Vec<&str> = summary["steps"].as_array().unwrap().iter().map(|s| s["event_id"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        let shape = serde_json::json!({
+            "events": ids, "trace": summary["trace"], "start": summary["window_start_ms"], "end": summary["window_end_ms"],
+            "allowed": summary["allowed"], "denied": summary["denied"], "actors": summary["actors"], "rule_hits": summary["rule_hits"],
+        });
+        let id = summary["summary_id"].as_str().unwrap().to_owned();
+        if let Some(earlier) = out.insert(id.clone(), shape.clone()) {
+            assert_eq!(earlier, shape, "summary {id} repeated with other content");
+        }
+    }
+    out
+}
+
+/// Locality: input spread round-robin over 4 partitions (`keyed_by_trace = false`) and read by
+/// two instances gives the same trace summaries as one instance on input keyed by trace. The
+/// events are re-keyed through the repartition topic; lateness is wide so that the order in
+/// which the partitions are read cannot make an event late.
+#[tokio::test(flavor = "multi_thread")]
+async fn unkeyed_input_on_two_instances_gives_the_summaries_of_keyed_input() {
+    let settings = "[[window.rules]]\ntype = \"deny_count\"\nname = \"any-deny\"\nmin = 1\n";
+    let events = |keyed: bool| -> Vec<Input> {
+        let start_ms = 1_790_000_000_000;
+        let mut generator = auditflow::generate::Generator::new(auditflow::generate::GenerateSettings { seed: 5, deny_ratio: 0.2, start_ms, ..Default::default() });
+        (0..2000)
+            .map(|i| {
+                let text = serde_json::to_vec(&generator.next_event()).unwrap();
+                let trace = serde_json::from_slice::<Value>(&text).unwrap()["trace"].as_str().unwrap().to_owned();
+                let hash = trace.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+                let partition = if keyed { (hash % 4) as i32 } else { i % 4 };
+                Input { partition, key: keyed.then(|| trace.into_bytes()), value: Some(text), headers: vec![] }
+            })
+            .collect()
+    };
+    let run = |keyed: bool| async move {
+        let raw = unique(if keyed { "keyed" } else { "unkeyed" });
+        create_topics(&[&raw], 4).await;
+        let dir = tempfile::tempdir().unwrap();
+        let group = unique("group");
+        let config = write_config(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."));
+        let text = std::fs::read_to_string(&config).unwrap().replace("allowed_lateness_ms = 100", "allowed_lateness_ms = 3600000").replace(
+            "[topics]\n",
+            &format!("[topics]\nkeyed_by_trace = {keyed}\n"),
+        );
+        std::fs::write(&config, format!("{text}\n{settings}")).unwrap();
+        let apps: Vec<Auditflow> = (0..if keyed { 1 } else { 2 }).map(|_| Auditflow::start(&config)).collect();
+        for app in &apps {
+            // Unkeyed: 4 raw + 4 repartition partitions over two instances.
+            await_log(&app.log, "Assignment changed. partitions=4", Duration::from_secs(60));
+        }
+        produce(&raw, &events(keyed)).await;
+        await_committed_to_end(&group, &raw, Duration::from_secs(120));
+        if !keyed {
+            let repartition = format!("{group}.repartition");
+            await_committed_to_end(&group, &repartition, Duration::from_secs(120));
+            assert_eq!(read_all(&repartition).len(), 2000, "every valid record re-keyed once");
+        }
+        for app in apps {
+            let (status, log) = app.stop();
+            assert!(status.success(), "{log}");
+        }
+        assert!(read_all(&format!("{raw}.dlq")).is_empty());
+        summaries_by_id(&format!("{raw}.sequences"))
+    };
+    let keyed = run(true).await;
+    let unkeyed = run(false).await;
+    assert!(keyed.len() > 100, "{} summaries", keyed.len());
+    let events: usize = keyed.values().map(|s| s["events"].as_array().unwrap().len()).sum();
+    assert_eq!(events, 2000, "every event in one summary");
+    let differing: Vec<&String> = keyed.keys().filter(|id| unkeyed.get(*id) != keyed.get(*id)).collect();
+    assert!(differing.is_empty(), "{} of {} summaries differ, e.g. {:?} vs {:?}", differing.len(), keyed.len(), keyed.get(differing[0]), unkeyed.get(differing[0]));
+    assert_eq!(keyed.len(), unkeyed.len());
+}

@@ -197,6 +197,13 @@ pub struct TopicsConfig {
     /// Window changelog of exactly-once mode (compacted; `docs/delivery.md`). Unset:
     /// `<kafka.group_id>.windows-changelog`.
     pub window_changelog: Option<String>,
+    /// Whether producers key input records by trace id, so that every event of a trace is in
+    /// one partition. When false, auditflow first re-keys valid records by trace through
+    /// `repartition` (`docs/windowing.md`, "Locality"). Default true.
+    pub keyed_by_trace: bool,
+    /// The internal topic of re-keyed records when `keyed_by_trace = false`. Unset:
+    /// `<kafka.group_id>.repartition`.
+    pub repartition: Option<String>,
     /// Create missing output topics at start through the admin API (input topics are never
     /// created: their partitioning is the producers' decision). Default true.
     pub create_missing: bool,
@@ -216,6 +223,8 @@ impl Default for TopicsConfig {
             siem_prefix: t.siem_prefix,
             sequences: "audit.sequences".into(),
             window_changelog: None,
+            keyed_by_trace: true,
+            repartition: None,
             create_missing: true,
             new_topic_partitions: -1,
             new_topic_replication_factor: -1,
@@ -403,6 +412,12 @@ impl Config {
     /// The window changelog topic of exactly-once mode.
     pub fn window_changelog_topic(&self) -> String {
         self.topics.window_changelog.clone().unwrap_or_else(|| format!("{}.windows-changelog", self.kafka.group_id))
+    }
+
+    /// The internal re-keying topic, when input is not keyed by trace (and windows are on).
+    pub fn repartition_topic(&self) -> Option<String> {
+        (!self.topics.keyed_by_trace && self.window.enabled && self.passthrough.topic.is_none())
+            .then(|| self.topics.repartition.clone().unwrap_or_else(|| format!("{}.repartition", self.kafka.group_id)))
     }
 
     /// The producer's `transactional.id` in exactly-once mode.

@@ -260,6 +260,8 @@ struct Runner {
     catalog: CatalogWatch,
     /// Exactly-once state; `None` in at-least-once mode.
     eos: Option<Eos>,
+    /// The repartition topic when input is not keyed by trace: records of other topics go there.
+    repartition: Option<String>,
 }
 
 /// The state of exactly-once mode.
@@ -359,6 +361,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         max_in_flight: config.delivery.max_in_flight,
         catalog: CatalogWatch { path: config.enrich.policy_catalog.clone(), loaded: None },
         eos: None,
+        repartition: None,
     };
     runner.catalog.loaded = runner.catalog.modified();
     if let Some(catalog) = config.load_catalog().map_err(RunError::Config)? {
@@ -385,17 +388,20 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     if exactly_once {
         wanted.push(changelog.clone());
     }
+    let repartition = config.repartition_topic();
+    wanted.extend(repartition.clone());
     let missing = check_cluster(&runner.producer, &errors, &config.kafka.bootstrap_servers, &wanted).await?;
     let inputs_missing: Vec<String> = missing.iter().filter(|t| config.topics.input.contains(t)).cloned().collect();
     if !inputs_missing.is_empty() || (!missing.is_empty() && !config.topics.create_missing) {
         return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing });
     }
-    let (changelog_missing, missing): (Vec<String>, Vec<String>) = missing.into_iter().partition(|t| *t == changelog);
+    let (internal_missing, missing): (Vec<String>, Vec<String>) =
+        missing.into_iter().partition(|t| *t == changelog || Some(t) == repartition.as_ref());
     if !missing.is_empty() {
         create_topics(&config, &missing).await?;
     }
     if exactly_once {
-        ensure_changelog(&config, &runner.producer, &changelog, !changelog_missing.is_empty()).await?;
+        ensure_internal(&config, &runner.producer, &changelog, internal_missing.contains(&changelog), true).await?;
         let timeout = Duration::from_millis(config.delivery.transaction_timeout_ms);
         let txn = Transactions::init(runner.producer.clone(), timeout).await.map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
         info!(message = "Exactly-once mode: transactional producer ready.", transactional_id = %config.transactional_id(), %changelog);
@@ -413,7 +419,13 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             timeout,
         });
     }
-    let inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
+    if let Some(topic) = &repartition {
+        ensure_internal(&config, &runner.producer, topic, internal_missing.contains(topic), false).await?;
+        info!(message = "Input is not keyed by trace: valid records are re-keyed through the repartition topic.", %topic);
+    }
+    runner.repartition = repartition.clone();
+    let mut inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
+    inputs.extend(repartition.as_deref());
     runner.consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
     info!(message = "Consuming.", topics = ?inputs, group = %config.kafka.group_id);
 
@@ -589,7 +601,11 @@ impl Runner {
             self.send_all(closed, None).await?;
         }
         let started = std::time::Instant::now();
-        let outputs = self.pipeline.process(&record, chrono::Utc::now().timestamp_millis());
+        let now = chrono::Utc::now().timestamp_millis();
+        let outputs = match self.repartition.as_deref() {
+            Some(topic) if topic != record.topic => self.pipeline.repartition(&record, topic, now),
+            _ => self.pipeline.process(&record, now),
+        };
         metrics::histogram!("auditflow_process_seconds").record(started.elapsed().as_secs_f64());
         let own = outputs.iter().filter(|o| o.holds.is_empty()).count() as u32;
         if let Some(eos) = self.eos.as_mut() {
@@ -939,9 +955,10 @@ impl Runner {
     }
 }
 
-/// Creates the window changelog (compacted, as many partitions as the largest input topic) when
-/// `missing`, or checks that the existing one has enough partitions.
-async fn ensure_changelog(config: &Config, producer: &Producer, changelog: &str, missing: bool) -> Result<(), RunError> {
+/// Creates an internal topic (the window changelog, compacted, or the repartition topic) with as
+/// many partitions as the largest input topic when `missing`, or checks that the existing one has
+/// enough partitions.
+async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, missing: bool, compact: bool) -> Result<(), RunError> {
     let client = producer.clone();
     let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
         .await
@@ -953,7 +970,7 @@ async fn ensure_changelog(config: &Config, producer: &Producer, changelog: &str,
         let have = count(changelog);
         if have < needed {
             return Err(RunError::Config(crate::config::ConfigError::Invalid(vec![format!(
-                "topics.window_changelog: {changelog} has {have} partitions, fewer than the input's {needed}; delete it or name another"
+                "internal topic {changelog} has {have} partitions, fewer than the input's {needed}; delete it or name another (topics.window_changelog, topics.repartition)"
             )])));
         }
         return Ok(());
@@ -966,12 +983,12 @@ async fn ensure_changelog(config: &Config, producer: &Producer, changelog: &str,
         .map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
     let partitions = i32::try_from(needed).unwrap_or(i32::MAX);
     let topic = NewTopic::new(changelog, partitions, TopicReplication::Fixed(config.topics.new_topic_replication_factor))
-        .set("cleanup.policy", "compact");
+        .set("cleanup.policy", if compact { "compact" } else { "delete" });
     let options = AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT));
     let results = admin.create_topics([&topic], &options).await.map_err(|source| RunError::Kafka { context: "creating topics", source })?;
     for result in results {
         match result {
-            Ok(name) => info!(message = "Created the window changelog.", topic = %name, partitions),
+            Ok(name) => info!(message = "Created an internal topic.", topic = %name, partitions, compact),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => return Err(RunError::CreateTopics { refused: vec![format!("{name}: {code}")] }),
         }

@@ -297,6 +297,26 @@ impl Pipeline {
         }
     }
 
+    /// The first stage for input not keyed by trace: a valid record goes unchanged (value,
+    /// headers, timestamp) to `topic` keyed by its trace, so that the second stage, which reads
+    /// `topic` with [`Pipeline::process`], sees every event of a trace in one partition. An
+    /// invalid record is dead-lettered here, with its original position.
+    pub fn repartition(&mut self, record: &SourceRecord, topic: &str, now_ms: i64) -> Outputs {
+        let trace = match self.decode_enrich(record, now_ms) {
+            Ok(enriched) => enriched.event.trace,
+            Err(reject) => return vec![self.dead_letter(record, &reject, now_ms)],
+        };
+        vec![Output {
+            topic: topic.to_owned(),
+            key: Some(trace.into_bytes()),
+            payload: record.payload.clone(),
+            headers: record.headers.clone(),
+            timestamp_ms: record.timestamp_ms,
+            holds: Vec::new(),
+            partition: None,
+        }]
+    }
+
     /// Decode, validate and enrich: the event of a record, or why it is rejected.
     fn decode_enrich(&mut self, record: &SourceRecord, now_ms: i64) -> Result<EnrichedEvent, Reject> {
         let payload = record.payload.as_deref();

@@ -222,3 +222,19 @@ fn restore_closes_no_window_before_every_partition_is_back() {
     assert_eq!(steps(second.flush_windows()), [1, 2]);
     assert_eq!(steps(first.flush_windows()), [1, 2]);
 }
+
+#[test]
+fn repartition_rekeys_valid_records_by_trace_and_dead_letters_the_rest() {
+    let mut pipeline = pipeline();
+    let outputs = pipeline.repartition(&record(Some(ALLOWED)), "g.repartition", 0);
+    assert_eq!(outputs.len(), 1);
+    let out = &outputs[0];
+    assert_eq!(out.topic, "g.repartition");
+    assert_eq!(out.key.as_deref(), Some(&b"tr-8f2c7a91-2b14-4e8e"[..]));
+    assert_eq!(out.payload.as_deref(), Some(ALLOWED), "the value is forwarded unchanged");
+    assert_eq!(out.headers, record(None).headers);
+    assert_eq!(out.timestamp_ms, Some(7));
+    assert_eq!(pipeline.window_stats().0, 0, "nothing is windowed in the first stage");
+    let bad = pipeline.repartition(&record(Some(b"{\"ts\": oops")), "g.repartition", 0);
+    assert_eq!(dead_letter_code(&bad).as_deref(), Some("decode.invalid_json"));
+}
