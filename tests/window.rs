@@ -255,3 +255,54 @@ async fn unkeyed_input_on_two_instances_gives_the_summaries_of_keyed_input() {
     assert!(differing.is_empty(), "{} of {} summaries differ, e.g. {:?} vs {:?}", differing.len(), keyed.len(), keyed.get(differing[0]), unkeyed.get(differing[0]));
     assert_eq!(keyed.len(), unkeyed.len());
 }
+
+/// `summary_format = "avro"`: summaries on the topic are Confluent-framed Avro whose schema a
+/// consumer gets from the registry alone; the late event goes, as JSON, to the late topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_summaries_decode_with_the_registry_alone() {
+    let _registry = REGISTRY_LOCK.read().await;
+    let raw = unique("winavro");
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let more = format!("[registry]\nurl = \"{}\"\n", registry_url());
+    let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more);
+    let text = std::fs::read_to_string(&config).unwrap().replace("[window]\n", "[window]\nsummary_format = \"avro\"\n");
+    std::fs::write(&config, text).unwrap();
+    let app = Auditflow::start(&config);
+    produce(
+        &raw,
+        &[
+            event("2026-11-28T10:00:00.000Z", "deploy", "allowed", "fixed", "tr-a"),
+            event("2026-11-28T10:00:00.400Z", "execute", "denied", "fixed", "tr-a"),
+            event("2026-11-28T10:00:05.000Z", "read", "allowed", "fixed", "tr-b"),
+        ],
+    )
+    .await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    produce(&raw, &[event("2026-11-28T09:50:00.000Z", "execute", "denied", "fixed", "tr-a")]).await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+
+    let registry = auditflow::kafka::registry::Registry::from_config(&auditflow::config::RegistryConfig { url: Some(registry_url()), ..Default::default() })
+        .unwrap()
+        .unwrap();
+    let mut traces = Vec::new();
+    for message in read_all(&format!("{raw}.sequences")) {
+        let payload = message.payload().unwrap();
+        assert_eq!(payload[0], 0, "Confluent magic byte");
+        let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
+        let schema = apache_avro::Schema::parse_str(&registry.fetch(id).await.unwrap()).unwrap();
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+        let apache_avro::types::Value::Record(fields) = reader.read_value(&mut &payload[5..]).unwrap() else { panic!("a record") };
+        let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+        let (apache_avro::types::Value::String(trace), apache_avro::types::Value::Array(steps)) = (field("trace"), field("steps")) else { panic!("fields") };
+        traces.push((trace, steps.len()));
+    }
+    traces.sort();
+    assert_eq!(traces, [("tr-a".to_owned(), 2), ("tr-b".to_owned(), 1)]);
+    let late = read_all(&format!("{raw}.sequences.late"));
+    assert_eq!(late.len(), 1);
+    assert_eq!(json(&late[0])["kind"], "late_event");
+}

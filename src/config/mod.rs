@@ -90,6 +90,11 @@ pub struct Config {
 pub struct WindowConfig {
     /// Window events per trace. Default true.
     pub enabled: bool,
+    /// Encoding of trace summaries on `topics.sequences`: `json`, or `avro`
+    /// (`schemas/trace_summary.avsc`, registered as `<topics.sequences>-value`, Confluent wire
+    /// format; needs `registry.url`). With `avro`, late-event records go as JSON to
+    /// `topics.late_events`, as one topic holds one schema. Default `json`.
+    pub summary_format: SummaryFormat,
     /// The window settings and rules.
     #[serde(flatten)]
     pub settings: WindowSettings,
@@ -97,7 +102,7 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        WindowConfig { enabled: true, settings: WindowSettings::default() }
+        WindowConfig { enabled: true, summary_format: SummaryFormat::Json, settings: WindowSettings::default() }
     }
 }
 
@@ -118,6 +123,17 @@ pub struct MetricsConfig {
     /// `host:port` to serve `/metrics`, `/health` and `/ready` on, e.g. `0.0.0.0:9464`.
     /// Unset (the default): no endpoint. Port 0 picks a free port (logged at start).
     pub listen: Option<String>,
+}
+
+/// How trace summaries are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SummaryFormat {
+    /// JSON objects (`docs/windowing.md`).
+    #[default]
+    Json,
+    /// Avro datums of `schemas/trace_summary.avsc` in the Confluent wire format.
+    Avro,
 }
 
 /// `[enriched]`: the enriched event as Avro (`schemas/enriched_event.avsc`) in the Confluent wire
@@ -201,6 +217,8 @@ pub struct TopicsConfig {
     /// one partition. When false, auditflow first re-keys valid records by trace through
     /// `repartition` (`docs/windowing.md`, "Locality"). Default true.
     pub keyed_by_trace: bool,
+    /// Late-event records when `window.summary_format = "avro"`. Unset: `<topics.sequences>.late`.
+    pub late_events: Option<String>,
     /// The internal topic of re-keyed records when `keyed_by_trace = false`. Unset:
     /// `<kafka.group_id>.repartition`.
     pub repartition: Option<String>,
@@ -224,6 +242,7 @@ impl Default for TopicsConfig {
             sequences: "audit.sequences".into(),
             window_changelog: None,
             keyed_by_trace: true,
+            late_events: None,
             repartition: None,
             create_missing: true,
             new_topic_partitions: -1,
@@ -414,6 +433,11 @@ impl Config {
         self.topics.window_changelog.clone().unwrap_or_else(|| format!("{}.windows-changelog", self.kafka.group_id))
     }
 
+    /// Where late-event records go when summaries are Avro.
+    pub fn late_events_topic(&self) -> String {
+        self.topics.late_events.clone().unwrap_or_else(|| format!("{}.late", self.topics.sequences))
+    }
+
     /// The internal re-keying topic, when input is not keyed by trace (and windows are on).
     pub fn repartition_topic(&self) -> Option<String> {
         (!self.topics.keyed_by_trace && self.window.enabled && self.passthrough.topic.is_none())
@@ -540,6 +564,9 @@ impl Config {
         }
         if self.severity.allowed > 10 || self.severity.denied > 10 || self.severity.adaptive_raise > 10 {
             problems.push("severity: values are on the 0-10 scale".to_owned());
+        }
+        if self.window.enabled && self.window.summary_format == SummaryFormat::Avro && self.registry.url.is_none() {
+            problems.push("window.summary_format: avro needs registry.url (the schema is registered there)".to_owned());
         }
         if self.enriched.enabled && self.registry.url.is_none() {
             problems.push("enriched.enabled: needs registry.url (the schema is registered there)".to_owned());

@@ -379,6 +379,13 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         info!(message = "Registered the enriched event schema.", %subject, schema_id = id);
         runner.pipeline.enable_enriched(id);
     }
+    if config.window.enabled && config.window.summary_format == crate::config::SummaryFormat::Avro {
+        let subject = format!("{}-value", config.topics.sequences);
+        let registry = runner.registry.as_ref().ok_or_else(|| RunError::Registry(RegistryError::Config("window.summary_format = \"avro\" needs a registry".into())))?;
+        let id = registry.register_avro(&subject, crate::schemas::TRACE_SUMMARY).await.map_err(RunError::Registry)?;
+        info!(message = "Registered the trace summary schema.", %subject, schema_id = id);
+        runner.pipeline.enable_avro_summaries(id, config.late_events_topic());
+    }
     let changelog = config.window_changelog_topic();
     if exactly_once && config.window.enabled && config.passthrough.topic.is_none() {
         runner.pipeline.enable_changelog(changelog.clone());

@@ -107,6 +107,34 @@ pub struct Pipeline {
     schemas: AvroSchemas,
     /// Topic of the window changelog (exactly-once mode); see [`changelog`].
     changelog: Option<String>,
+    /// Avro trace summaries, and the topic late events go to then.
+    summary_avro: Option<(SummaryAvro, String)>,
+}
+
+/// Encodes trace summaries as Avro datums of `schemas/trace_summary.avsc` in the Confluent wire
+/// format, for a schema id the shell registered.
+struct SummaryAvro {
+    writer: apache_avro::writer::datum::GenericDatumWriter<'static>,
+    schema_id: u32,
+}
+
+impl SummaryAvro {
+    fn new(schema_id: u32) -> Self {
+        // One schema for the life of the process: leaked so the writer can borrow it.
+        let schema: &'static apache_avro::Schema = Box::leak(Box::new(
+            apache_avro::Schema::parse_str(crate::schemas::TRACE_SUMMARY).expect("trace_summary.avsc is valid"),
+        ));
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().expect("trace_summary.avsc resolves");
+        SummaryAvro { writer, schema_id }
+    }
+
+    fn encode(&self, summary: &window::TraceSummary, out: &mut Vec<u8>) {
+        out.push(0);
+        out.extend_from_slice(&self.schema_id.to_be_bytes());
+        // The value is built to the schema (a unit test validates it); a mismatch is a bug.
+        let datum = self.writer.write_value_to_vec(summary.to_avro_value()).expect("summary value matches its schema");
+        out.extend_from_slice(&datum);
+    }
 }
 
 impl Pipeline {
@@ -116,7 +144,7 @@ impl Pipeline {
             settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
         let enricher = Enricher { ladder: settings.severity, catalog: settings.catalog.clone() };
         let windows = settings.window.clone().map(Windows::new);
-        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new(), changelog: None }
+        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new(), changelog: None, summary_avro: None }
     }
 
     /// Closes windows of partitions idle for the configured timeout, at wall time `now_ms`.
@@ -174,12 +202,16 @@ impl Pipeline {
                 WindowOutput::RuleHit(_) => {}
                 WindowOutput::Late(_) => holds.clear(),
             }
-            let topic = match item {
-                WindowOutput::RuleHit(_) => &self.settings.topics.alerts,
+            let topic = match (&item, &self.summary_avro) {
+                (WindowOutput::RuleHit(_), _) => &self.settings.topics.alerts,
+                (WindowOutput::Late(_), Some((_, late))) => late,
                 _ => &self.settings.sequences_topic,
             };
             let mut payload = Vec::with_capacity(1024);
-            item.to_json(&mut payload);
+            match (&item, &self.summary_avro) {
+                (WindowOutput::Summary(summary), Some((avro, _))) => avro.encode(summary, &mut payload),
+                _ => item.to_json(&mut payload),
+            }
             outputs.push(Output {
                 topic: topic.clone(),
                 key: Some(item.trace().as_bytes().to_vec()),
@@ -196,6 +228,12 @@ impl Pipeline {
             }
         }
         outputs
+    }
+
+    /// Writes trace summaries as Avro with the registered `schema_id` from now on, and late-event
+    /// records (JSON) to `late_topic` (the shell registers `schemas/trace_summary.avsc` first).
+    pub fn enable_avro_summaries(&mut self, schema_id: u32, late_topic: String) {
+        self.summary_avro = Some((SummaryAvro::new(schema_id), late_topic));
     }
 
     /// Writes window changelog records to `topic` from now on (exactly-once mode): an entry for
@@ -273,6 +311,9 @@ impl Pipeline {
         topics.extend(self.settings.routes.iter().map(|r| r.topic.clone()));
         if self.windows.is_some() {
             topics.push(self.settings.sequences_topic.clone());
+        }
+        if let Some((_, late)) = &self.summary_avro {
+            topics.push(late.clone());
         }
         topics
     }

@@ -238,3 +238,29 @@ fn repartition_rekeys_valid_records_by_trace_and_dead_letters_the_rest() {
     let bad = pipeline.repartition(&record(Some(b"{\"ts\": oops")), "g.repartition", 0);
     assert_eq!(dead_letter_code(&bad).as_deref(), Some("decode.invalid_json"));
 }
+
+#[test]
+fn avro_summaries_are_confluent_framed_and_late_events_go_to_their_own_topic() {
+    const T0: i64 = 1_776_522_127_441;
+    let mut pipeline = changelog_pipeline();
+    pipeline.enable_avro_summaries(7, "audit.sequences.late".into());
+    let mut outputs = Vec::new();
+    for record in [traced("t1", T0, 0), traced("t1", T0 + 500, 1), traced("t2", T0 + 10_000, 2), traced("t1", T0 + 100, 3)] {
+        outputs.extend(pipeline.process(&record, 0));
+    }
+    let summary = outputs.iter().find(|o| o.topic == "audit.sequences").expect("t1 closed");
+    let payload = summary.payload.as_deref().unwrap();
+    assert_eq!(payload[..5], [0, 0, 0, 0, 7], "magic byte and schema id");
+    let schema = apache_avro::Schema::parse_str(crate::schemas::TRACE_SUMMARY).unwrap();
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+    let value = reader.read_value(&mut &payload[5..]).unwrap();
+    let apache_avro::types::Value::Record(fields) = value else { panic!("a record") };
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(field("trace"), apache_avro::types::Value::String("t1".into()));
+    let apache_avro::types::Value::Array(steps) = field("steps") else { panic!("steps") };
+    assert_eq!(steps.len(), 2);
+    let late = outputs.iter().find(|o| o.topic == "audit.sequences.late").expect("offset 3 is late");
+    let late: serde_json::Value = serde_json::from_slice(late.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(late["kind"], "late_event");
+    assert!(pipeline.output_topics().contains(&"audit.sequences.late".to_owned()));
+}
