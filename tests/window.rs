@@ -306,3 +306,86 @@ async fn avro_summaries_decode_with_the_registry_alone() {
     assert_eq!(late.len(), 1);
     assert_eq!(json(&late[0])["kind"], "late_event");
 }
+
+/// Peak RSS (VmHWM) and current RSS (VmRSS) of this process, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The child of `a_million_traces_stay_within_the_open_trace_bound`: alone in its process, it
+/// opens 1,000,000 distinct traces against the default bound of 100,000 open traces and prints
+/// its peak RSS growth.
+#[test]
+#[ignore = "run by a_million_traces_stay_within_the_open_trace_bound in its own process"]
+fn million_traces_child() {
+    use auditflow::model::{AuditEvent, Decision, SourceRecord};
+    use auditflow::pipeline::window::{CloseReason, WindowOutput, WindowSettings, Windows};
+    let (_, baseline) = rss_kib();
+    let settings = WindowSettings::default();
+    let bound = settings.max_open_traces;
+    let mut windows = Windows::new(settings);
+    let ladder = auditflow::pipeline::enrich::SeverityLadder::default();
+    let (mut summaries, mut steps, mut capacity_closed, mut max_open) = (0u64, 0u64, 0u64, 0usize);
+    let mut count = |out: Vec<WindowOutput>| {
+        for o in out {
+            if let WindowOutput::Summary(s) = o {
+                summaries += 1;
+                steps += s.steps.len() as u64;
+                capacity_closed += u64::from(s.close_reason == CloseReason::Capacity && s.truncated);
+            }
+        }
+    };
+    let event = AuditEvent {
+        ts: String::new(),
+        ts_ms: 1_790_000_000_000,
+        actor: "user:j.patel@acme.com".into(),
+        action: "deploy".into(),
+        artifact: "billing-service@v4.2.1".into(),
+        policy: "prod-deploy-v3".into(),
+        target: "aws:us-east-1:cluster-prod-02".into(),
+        mode: "fixed".into(),
+        trace: String::new(),
+        result: "allowed".into(),
+        decision: Decision::Allowed,
+        reason: None,
+        extra: Default::default(),
+    };
+    let mut enriched = auditflow::pipeline::enrich::enrich(event, &SourceRecord { topic: "raw".into(), ..SourceRecord::default() }, 0, &ladder);
+    for i in 0..1_000_000i64 {
+        // Only what windows read changes per event: the trace and the source position.
+        enriched.event.trace.clear();
+        std::fmt::Write::write_fmt(&mut enriched.event.trace, format_args!("tr-{i:016x}-million")).unwrap();
+        enriched.provenance.partition = (i % 4) as i32;
+        enriched.provenance.offset = i / 4;
+        count(windows.add(&enriched, 0));
+        max_open = max_open.max(windows.open_traces());
+    }
+    let approx = windows.approx_bytes();
+    let (peak, _) = rss_kib();
+    count(windows.flush_all());
+    println!("MILLION open_max={max_open} bound={bound} summaries={summaries} steps={steps} capacity_closed={capacity_closed} approx_bytes={approx} peak_growth_kib={}", peak.saturating_sub(baseline));
+}
+
+/// Bounded state: 1,000,000 distinct traces against the default `max_open_traces` (100,000).
+/// Run in a child process so that its peak RSS is its own: open windows never exceed the
+/// bound, the oldest are closed early (`capacity`, `truncated: true`) and none is lost, and the
+/// peak RSS growth stays under the documented 256 MiB (docs/windowing.md, "Bounded state").
+#[test]
+fn a_million_traces_stay_within_the_open_trace_bound() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "window::million_traces_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find_map(|l| l.find("MILLION ").map(|at| &l[at..])).expect("the child's report");
+    let value = |name: &str| -> u64 { line.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().parse().unwrap() };
+    eprintln!("{line}");
+    assert_eq!(value("open_max"), value("bound"), "open traces reach the bound and never pass it");
+    assert_eq!(value("capacity_closed"), 900_000, "every trace beyond the bound closed the oldest window early");
+    assert_eq!(value("summaries"), 1_000_000, "every trace summarised once");
+    assert_eq!(value("steps"), 1_000_000, "no event lost");
+    assert!(value("peak_growth_kib") < 256 * 1024, "peak RSS growth {} KiB", value("peak_growth_kib"));
+}
