@@ -175,6 +175,30 @@ async fn exclusive_broker_restart_is_survived() {
     assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
 }
 
+/// The broker restarted mid-stream in exactly-once mode: transactional calls fail while it is
+/// away (aborted, rewound, retried); afterwards a `read_committed` reader finds every event once.
+#[tokio::test(flavor = "multi_thread")]
+async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() {
+    let s = scenario(2).await;
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "[delivery]\n",
+        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{}-tx\"\n", s.group),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let count = 3000;
+    let (ids, _) = publish_events(&s.raw, count, 15, 2).await;
+    let app = Auditflow::start(&s.config);
+    await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
+    stack(&["restart", "kafka"]);
+    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(180));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    let seen = ecs_ids(&s.ecs);
+    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+}
+
 /// Every JSON record of `topic` (read with `read_committed`).
 fn json_records(topic: &str) -> Vec<serde_json::Value> {
     read_all(topic).iter().map(|m| serde_json::from_slice(m.payload().expect("payload")).expect("json")).collect()
