@@ -109,7 +109,15 @@ pub struct Pipeline {
     changelog: Option<String>,
     /// Avro trace summaries, and the topic late events go to then.
     summary_avro: Option<(SummaryAvro, String)>,
+    /// The latest wall time given to `process` or `advance`, for output timestamps.
+    now_ms: i64,
 }
+
+/// Event times further ahead of the wall clock than this are not used as output timestamps
+/// (the producer's send time is used instead): Kafka rejects records stamped more than
+/// `log.message.timestamp.after.max.ms` (1 h by default) in the future, and an event that far
+/// ahead is a clock problem at its source, not a time to index by.
+pub const MAX_STAMP_AHEAD_MS: i64 = 50 * 60 * 1000;
 
 /// Encodes trace summaries as Avro datums of `schemas/trace_summary.avsc` in the Confluent wire
 /// format, for a schema id the shell registered.
@@ -144,11 +152,12 @@ impl Pipeline {
             settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
         let enricher = Enricher { ladder: settings.severity, catalog: settings.catalog.clone() };
         let windows = settings.window.clone().map(Windows::new);
-        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new(), changelog: None, summary_avro: None }
+        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new(), changelog: None, summary_avro: None, now_ms: 0 }
     }
 
     /// Closes windows of partitions idle for the configured timeout, at wall time `now_ms`.
     pub fn advance(&mut self, now_ms: i64) -> Outputs {
+        self.now_ms = now_ms;
         match self.windows.as_mut() {
             Some(windows) => {
                 let closed = windows.advance(now_ms);
@@ -217,7 +226,7 @@ impl Pipeline {
                 key: Some(item.trace().as_bytes().to_vec()),
                 payload: Some(payload),
                 headers: Vec::new(),
-                timestamp_ms: self.settings.event_time_timestamps.then(|| item.timestamp_ms()),
+                timestamp_ms: self.stamp(item.timestamp_ms()),
                 holds: holds.clone(),
                 partition: None,
             });
@@ -228,6 +237,12 @@ impl Pipeline {
             }
         }
         outputs
+    }
+
+    /// The output timestamp for event time `ts_ms`: `None` (the send time) unless outputs carry
+    /// event time and `ts_ms` is at most [`MAX_STAMP_AHEAD_MS`] ahead of the wall clock.
+    fn stamp(&self, ts_ms: i64) -> Option<i64> {
+        (self.settings.event_time_timestamps && (self.now_ms == 0 || ts_ms <= self.now_ms.saturating_add(MAX_STAMP_AHEAD_MS))).then_some(ts_ms)
     }
 
     /// Writes trace summaries as Avro with the registered `schema_id` from now on, and late-event
@@ -380,7 +395,8 @@ impl Pipeline {
     fn process_valid(&mut self, record: &SourceRecord, now_ms: i64) -> Result<Outputs, Reject> {
         let enriched = self.decode_enrich(record, now_ms)?;
         let mut outputs = Vec::with_capacity(self.siem_topics.len() + 1);
-        let stamp = self.settings.event_time_timestamps.then_some(enriched.event.ts_ms);
+        self.now_ms = now_ms;
+        let stamp = self.stamp(enriched.event.ts_ms);
         let event_key = enriched.event_id.as_bytes().to_vec();
         for (encoder, topic) in self.settings.encoders.iter().zip(&self.siem_topics) {
             let mut payload = Vec::with_capacity(1024);

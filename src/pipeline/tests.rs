@@ -264,3 +264,13 @@ fn avro_summaries_are_confluent_framed_and_late_events_go_to_their_own_topic() {
     assert_eq!(late["kind"], "late_event");
     assert!(pipeline.output_topics().contains(&"audit.sequences.late".to_owned()));
 }
+
+#[test]
+fn event_times_far_ahead_of_the_clock_are_not_used_as_timestamps() {
+    const T0: i64 = 1_776_522_127_441;
+    let mut pipeline = pipeline();
+    let stamp = |pipeline: &mut Pipeline, now: i64| pipeline.process(&traced("t", T0, 0), now)[0].timestamp_ms;
+    assert_eq!(stamp(&mut pipeline, T0 - MAX_STAMP_AHEAD_MS), Some(T0), "at the bound: event time");
+    assert_eq!(stamp(&mut pipeline, T0 - MAX_STAMP_AHEAD_MS - 1), None, "beyond it: the send time");
+    assert_eq!(stamp(&mut pipeline, T0 + 86_400_000), Some(T0), "old events keep their time");
+}
