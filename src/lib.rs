@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod json_out;
 pub mod kafka;
 pub mod metrics;
 pub mod model;

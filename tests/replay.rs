@@ -74,7 +74,7 @@ fn replay_reads_avro_container_files_like_ndjson() {
             .map(|(k, v)| (k.clone(), Avro::Union(4, Box::new(Avro::String(v.as_str().expect("string extras in the reference events").to_owned())))))
             .collect();
         fields.push(("extra".into(), Avro::Map(extra)));
-        writer.append(Avro::Record(fields)).unwrap();
+        writer.append_value(Avro::Record(fields)).unwrap();
     }
     let avro_path = dir.path().join("events.avro");
     std::fs::write(&avro_path, writer.into_inner().unwrap()).unwrap();

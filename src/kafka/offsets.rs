@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 /// A topic and partition.
-pub type TopicPartition = (String, i32);
+pub type TopicPartition = (std::sync::Arc<str>, i32);
 
 #[derive(Debug, Default)]
 struct Partition {

@@ -28,6 +28,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
+use super::meters::{Meters, OutputTopic};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::txn::{Failure, Transactions};
 use super::registry::{Registry, RegistryError};
@@ -186,11 +187,12 @@ impl ConsumerContext for RunContext {
             let mut tracker = self.tracker.lock().expect("tracker lock");
             let mut gone = self.revoked.lock().expect("revoked lock");
             for elem in revoked.elements() {
-                gone.push((elem.topic().to_owned(), elem.partition()));
-                if let Some(offset) = tracker.remove(&(elem.topic().to_owned(), elem.partition())) {
+                let tp: TopicPartition = (Arc::from(elem.topic()), elem.partition());
+                if let Some(offset) = tracker.remove(&tp) {
                     // Building a list from known-good values cannot fail.
                     let _ = list.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(offset));
                 }
+                gone.push(tp);
             }
         }
         if list.count() > 0 {
@@ -223,7 +225,7 @@ impl ConsumerContext for RunContext {
 /// A delivery in flight: the input positions it holds back and its output topic.
 struct Tag {
     holds: Vec<(TopicPartition, i64)>,
-    topic: Arc<str>,
+    topic: Arc<OutputTopic>,
     sent: std::time::Instant,
     /// Exactly-once: the transaction the output was sent in.
     epoch: u64,
@@ -262,6 +264,19 @@ struct Runner {
     eos: Option<Eos>,
     /// The repartition topic when input is not keyed by trace: records of other topics go there.
     repartition: Option<String>,
+    meters: Meters,
+    /// Topic names shared by the offset bookkeeping (one allocation per topic, not per record).
+    topic_names: HashMap<String, Arc<str>>,
+}
+
+/// The shared name of `topic`.
+fn intern(names: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
+    if let Some(name) = names.get(topic) {
+        return name.clone();
+    }
+    let name: Arc<str> = Arc::from(topic);
+    names.insert(topic.to_owned(), name.clone());
+    name
 }
 
 /// The state of exactly-once mode.
@@ -362,6 +377,8 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         catalog: CatalogWatch { path: config.enrich.policy_catalog.clone(), loaded: None },
         eos: None,
         repartition: None,
+        meters: Meters::new(),
+        topic_names: HashMap::new(),
     };
     runner.catalog.loaded = runner.catalog.modified();
     if let Some(catalog) = config.load_catalog().map_err(RunError::Config)? {
@@ -369,6 +386,8 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         runner.pipeline.set_catalog(catalog);
     }
 
+    // Kafka first (the more basic problem), then the registry: each names its own settings.
+    check_cluster(&runner.producer, &errors, &config.kafka.bootstrap_servers, &[]).await?;
     if let Some(registry) = runner.registry.as_ref() {
         registry.probe().await.map_err(RunError::Registry)?;
     }
@@ -474,7 +493,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             received = runner.consumer.recv(), if can_take => match received {
                 Ok(message) => {
                     let record = source_record(&message);
-                    metrics::counter!("auditflow_records_received_total", "topic" => record.topic.clone()).increment(1);
+                    runner.meters.received(&record.topic).increment(1);
                     at_end.remove(&record.partition);
                     runner.backlog.push_back(record);
                 }
@@ -496,6 +515,10 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
 }
 
 impl Runner {
+    fn topic_name(&mut self, topic: &str) -> Arc<str> {
+        intern(&mut self.topic_names, topic)
+    }
+
     fn has_room(&self) -> bool {
         if self.eos.is_some() {
             return self.in_flight.len() < self.max_in_flight;
@@ -601,7 +624,7 @@ impl Runner {
 
     /// Runs the core on one record and sends every output.
     async fn process(&mut self, record: SourceRecord) -> Result<(), RunError> {
-        let tp = (record.topic.clone(), record.partition);
+        let tp = (self.topic_name(&record.topic), record.partition);
         if self.eos.as_ref().is_some_and(|eos| !eos.restored.contains(&tp)) {
             self.restore(&tp).await?;
             let closed = self.pipeline.finish_restore();
@@ -613,7 +636,7 @@ impl Runner {
             Some(topic) if topic != record.topic => self.pipeline.repartition(&record, topic, now),
             _ => self.pipeline.process(&record, now),
         };
-        metrics::histogram!("auditflow_process_seconds").record(started.elapsed().as_secs_f64());
+        self.meters.process.record(started.elapsed().as_secs_f64());
         let own = outputs.iter().filter(|o| o.holds.is_empty()).count() as u32;
         if let Some(eos) = self.eos.as_mut() {
             eos.positions.insert(tp.clone(), record.offset + 1);
@@ -655,7 +678,7 @@ impl Runner {
                     .holds
                     .iter()
                     .map(|(topic, partition, offset)| {
-                        let tp = (topic.clone(), *partition);
+                        let tp = (intern(&mut self.topic_names, topic), *partition);
                         tracker.hold(&tp, *offset);
                         (tp, *offset)
                     })
@@ -674,7 +697,7 @@ impl Runner {
                     Err(source) => return Err(RunError::Kafka { context: "producing", source }),
                 }
             };
-            let tag = Tag { holds, topic: Arc::from(output.topic.as_str()), sent: std::time::Instant::now(), epoch };
+            let tag = Tag { holds, topic: self.meters.output(&output.topic), sent: std::time::Instant::now(), epoch };
             self.in_flight.push(Box::pin(await_delivery(tag, future)));
         }
         Ok(())
@@ -684,8 +707,8 @@ impl Runner {
     fn on_delivered(&mut self, (tag, result): Delivered) -> Result<(), RunError> {
         match result {
             Ok(()) => {
-                metrics::histogram!("auditflow_produce_seconds").record(tag.sent.elapsed().as_secs_f64());
-                metrics::counter!("auditflow_records_produced_total", "topic" => tag.topic.to_string()).increment(1);
+                self.meters.produce.record(tag.sent.elapsed().as_secs_f64());
+                tag.topic.produced.increment(1);
                 let mut tracker = self.tracker.lock().expect("tracker lock");
                 for (tp, offset) in &tag.holds {
                     tracker.ack(tp, *offset);
@@ -695,7 +718,7 @@ impl Runner {
                 // Never sent again: the transaction is aborted and its records re-processed.
                 let eos = self.eos.as_mut().expect("exactly-once state");
                 if tag.epoch == eos.txn.epoch() && eos.txn.is_open() {
-                    warn!(message = "Delivery failed in the open transaction; it will be aborted.", topic = %tag.topic, %error);
+                    warn!(message = "Delivery failed in the open transaction; it will be aborted.", topic = %tag.topic.name, %error);
                     eos.failed = true;
                 }
             }
@@ -704,8 +727,8 @@ impl Runner {
                     error!(message = "Producer fatal error.", %reason);
                     return Err(RunError::Kafka { context: "producer fatal error", source: KafkaError::MessageProduction(code) });
                 }
-                warn!(message = "Delivery failed; sending again.", topic = %tag.topic, %error);
-                metrics::counter!("auditflow_delivery_retries_total", "topic" => tag.topic.to_string()).increment(1);
+                warn!(message = "Delivery failed; sending again.", topic = %tag.topic.name, %error);
+                tag.topic.retries.increment(1);
                 let producer = self.producer.clone();
                 self.in_flight.push(Box::pin(async move {
                     tokio::time::sleep(RESEND_BACKOFF).await;
@@ -882,7 +905,7 @@ impl Runner {
             .map_err(|source| RunError::Kafka { context: "reading the assignment", source })?;
         let mut restored = 0;
         for elem in assignment.elements() {
-            let tp = (elem.topic().to_owned(), elem.partition());
+            let tp: TopicPartition = (Arc::from(elem.topic()), elem.partition());
             if !self.eos.as_ref().expect("exactly-once state").restored.contains(&tp) {
                 self.restore(&tp).await?;
                 restored += 1;
@@ -1110,7 +1133,7 @@ async fn await_delivery(tag: Tag, future: DeliveryFuture) -> Delivered {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(failure)) => Err(failure),
         // The producer dropped the message without an answer: only at teardown.
-        Err(_) => Err((KafkaError::Canceled, OwnedMessage::new(None, None, tag.topic.to_string(), rdkafka::Timestamp::NotAvailable, 0, 0, None))),
+        Err(_) => Err((KafkaError::Canceled, OwnedMessage::new(None, None, tag.topic.name.clone(), rdkafka::Timestamp::NotAvailable, 0, 0, None))),
     };
     (tag, result)
 }

@@ -87,7 +87,7 @@ fn doc(e: &EnrichedEvent) -> Doc<'_> {
 /// Writes the enriched event as one JSON object (absent optional fields are `null`).
 pub fn encode_json(e: &EnrichedEvent, out: &mut Vec<u8>) {
     // Borrowed strings, numbers and JSON values into a Vec: serialization cannot fail.
-    serde_json::to_writer(out, &doc(e)).expect("enriched event serializes");
+    crate::json_out::write(out, &doc(e));
 }
 
 /// Encodes enriched events as Avro datums of `schemas/enriched_event.avsc` in the Confluent wire

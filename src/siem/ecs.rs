@@ -244,7 +244,7 @@ impl Encoder for EcsEncoder {
             },
         };
         // Serializing borrowed strings and numbers into a Vec cannot fail.
-        serde_json::to_writer(out, &doc).expect("ecs document serializes");
+        crate::json_out::write(out, &doc);
     }
 }
 

@@ -120,7 +120,7 @@ pub fn leef_event_id(out: &mut Vec<u8>, text: &str) {
 /// `\` and every control character U+0000–U+001F are escaped.
 pub fn json_string(out: &mut Vec<u8>, text: &str) {
     // Writing a string into a Vec cannot fail.
-    serde_json::to_writer(out, text).expect("a string serializes");
+    crate::json_out::write(out, text);
 }
 
 /// Writes the concatenation of `parts`, truncated as a whole to `max_bytes` on a character

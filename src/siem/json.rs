@@ -97,7 +97,7 @@ pub fn user_email(event: &EnrichedEvent) -> Option<&str> {
 /// Serializes `value` into `out`. Borrowed strings, numbers and `serde_json` values cannot fail
 /// to serialize into a `Vec`, so an error here is a bug.
 pub fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(out, value).expect("record serializes");
+    crate::json_out::write(out, value);
 }
 
 /// Test helpers shared by the encoders' unit and property tests.

@@ -179,7 +179,7 @@ impl Encoder for SplunkEncoder {
         if !e.extra.is_empty() {
             out.extend_from_slice(b",\"extra\":");
             // Serializing a JSON map into a Vec cannot fail.
-            serde_json::to_writer(&mut *out, &e.extra).expect("extra fields serialize");
+            crate::json_out::write(out, &e.extra);
         }
         out.push(b'}');
         if self.indexed_fields {

@@ -124,5 +124,5 @@ pub fn encode_alert(enriched: &EnrichedEvent, out: &mut Vec<u8>) {
         source: Source { topic: &p.topic, partition: p.partition, offset: p.offset, ingest_ms: p.ingest_ms },
     };
     // Borrowed strings and numbers into a Vec: serialization cannot fail.
-    serde_json::to_writer(out, &alert).expect("alert serializes");
+    crate::json_out::write(out, &alert);
 }

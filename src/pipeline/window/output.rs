@@ -142,7 +142,7 @@ impl RuleHit {
             event_ids: self.events.iter().map(|s| s.event_id.to_string()).collect(),
             events: self.events.iter().map(StepJson::of).collect(),
         };
-        serde_json::to_writer(out, &json).expect("rule hit serializes");
+        crate::json_out::write(out, &json);
     }
 }
 
@@ -220,6 +220,6 @@ impl LateEvent {
                 ingest_ms: p.ingest_ms,
             },
         };
-        serde_json::to_writer(out, &json).expect("late event serializes");
+        crate::json_out::write(out, &json);
     }
 }

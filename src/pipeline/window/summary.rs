@@ -332,7 +332,7 @@ impl TraceSummary {
             steps: self.steps.iter().map(StepJson::of).collect(),
         };
         // Strings and numbers into a Vec: serialization cannot fail.
-        serde_json::to_writer(out, &json).expect("summary serializes");
+        crate::json_out::write(out, &json);
     }
 
     /// The summary as an Avro value of `schemas/trace_summary.avsc`.
