@@ -348,3 +348,48 @@ async fn second_instance_joins_then_first_leaves_and_nothing_is_lost() {
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!("scale-out/in: {} events, {} summaries, 0 missing, {duplicates} duplicate ECS records", ids.len(), summaries.len());
 }
+
+/// Zombie fencing: a second instance started with the same `transactional.id` fences the first,
+/// which stops with one line naming `delivery.transactional_id` instead of fencing back; the
+/// second finishes the stream, and a `read_committed` reader finds every event exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_zombie_is_fenced_and_stops() {
+    let s = scenario(2).await;
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "[delivery]\n",
+        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{}-tx\"\n", s.group),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let count = 3000;
+    let (ids, _) = publish_events(&s.raw, count, 16, 2).await;
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .env("AUDITFLOW_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    await_committed_total(&s.group, &s.raw, 2, 300, Duration::from_secs(120));
+    let second = Auditflow::start(&s.config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the fenced instance did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("fenced") && last.contains("delivery.transactional_id"), "{stderr}");
+
+    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(120));
+    let (status, log) = second.stop();
+    assert!(status.success(), "{log}");
+    let seen = ecs_ids(&s.ecs);
+    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    assert!(seen.values().all(|n| *n == 1), "{} duplicated", seen.values().filter(|n| **n > 1).count());
+}

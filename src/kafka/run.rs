@@ -95,6 +95,12 @@ pub enum RunError {
     /// The registry settings are unusable.
     #[error("{0}")]
     Registry(RegistryError),
+    /// Another instance with the same `transactional.id` fenced this one (exactly-once mode).
+    #[error("fenced: another instance took over transactional.id {transactional_id}; give every instance its own delivery.transactional_id (this one stops, as a zombie must)")]
+    Fenced {
+        /// The id both instances use.
+        transactional_id: String,
+    },
     /// The transactional producer could not start (exactly-once mode).
     #[error("exactly-once mode: the transactional producer cannot start (check delivery.transactional_id, and that the broker allows transactions for this principal): {detail}")]
     Transaction {
@@ -297,6 +303,7 @@ struct Eos {
     rewind: Arc<AtomicBool>,
     assigned: Arc<AtomicBool>,
     timeout: Duration,
+    transactional_id: String,
 }
 
 /// The policy catalog file and the modification time of the version loaded.
@@ -443,6 +450,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             rewind: rewind.clone(),
             assigned: assigned.clone(),
             timeout,
+            transactional_id: config.transactional_id(),
         });
     }
     if let Some(topic) = &repartition {
@@ -694,7 +702,16 @@ impl Runner {
                             None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
-                    Err(source) => return Err(RunError::Kafka { context: "producing", source }),
+                    Err(source) => {
+                        if self.eos.is_some() {
+                            // A fatal producer error (fenced among them) surfaces here first.
+                            let code = self.producer.client().fatal_error().map(|(code, _)| code);
+                            let error = code.map(KafkaError::MessageProduction).unwrap_or(source);
+                            // The rest of these outputs belong to the state the rewind drops.
+                            return self.recover(Failure::Fatal(error)).await;
+                        }
+                        return Err(RunError::Kafka { context: "producing", source });
+                    }
                 }
             };
             let tag = Tag { holds, topic: self.meters.output(&output.topic), sent: std::time::Instant::now(), epoch };
@@ -827,7 +844,11 @@ impl Runner {
     /// new producer), then rewind.
     async fn recover(&mut self, failure: Failure) -> Result<(), RunError> {
         warn!(message = "Transaction failed; aborting and rewinding to the committed offsets.", %failure);
-        if let Failure::Fatal(_) = failure {
+        if let Failure::Fatal(error) = &failure {
+            if super::txn::is_fenced(error) {
+                let eos = self.eos.as_ref().expect("exactly-once state");
+                return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
+            }
             self.new_producer().await?;
         }
         self.rewind("the transaction failed").await
@@ -851,6 +872,11 @@ impl Runner {
     async fn rewind(&mut self, why: &str) -> Result<(), RunError> {
         let eos = self.eos.as_mut().expect("exactly-once state");
         if let Err(failure) = eos.txn.abort().await {
+            if let Failure::Fatal(error) | Failure::Abort(error) = &failure {
+                if super::txn::is_fenced(error) {
+                    return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
+                }
+            }
             warn!(message = "Abort failed; replacing the producer.", %failure);
             self.new_producer().await?;
         }

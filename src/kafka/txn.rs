@@ -30,6 +30,13 @@ pub enum Failure {
     Fatal(KafkaError),
 }
 
+/// Whether `error` says a newer producer with the same `transactional.id` took over (this one is
+/// a zombie: it must stop, not start a new producer and fence the other back).
+pub fn is_fenced(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(error.rdkafka_error_code(), Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch))
+}
+
 /// How to handle one error of a transactional call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
