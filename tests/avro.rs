@@ -23,7 +23,7 @@ const V2: &str = r#"{"type":"record","name":"AuditEvent","namespace":"io.auditfl
 
 const OTHER: &str = r#"{"type":"record","name":"Payment","namespace":"io.example","fields":[{"name":"amount","type":"long"}]}"#;
 
-fn canonical(trace: &str, result: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn canonical(trace: &str, result: &str) -> Vec<(&'static str, String)> {
     vec![
         ("ts", "2026-04-18T14:28:33.911Z".into()),
         ("actor", "service:fraud-detector".into()),
@@ -38,7 +38,7 @@ fn canonical(trace: &str, result: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Encodes the canonical fields with `schema`, in the schema's own field order.
-fn datum(schema_text: &str, values: &[(&'static str, String)]) -> Vec<u8> {
+pub(crate) fn datum(schema_text: &str, values: &[(&'static str, String)]) -> Vec<u8> {
     let schema = Schema::parse_str(schema_text).unwrap();
     let json: serde_json::Value = serde_json::from_str(schema_text).unwrap();
     let by_name: HashMap<&str, &String> = values.iter().map(|(k, v)| (*k, v)).collect();

@@ -190,3 +190,46 @@ async fn registry_down_at_start_is_one_line_naming_the_url() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("schema registry unavailable") && stderr.contains("registry.url"), "{stderr}");
 }
+
+/// Basic auth to a registry that enforces it (the stack's second Apicurio, with embedded users):
+/// the client's credentials are sent (register, fetch), Avro input decodes through it end to end,
+/// and a wrong password stops `run` at start with one line naming `registry.username/password`.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_basic_auth_is_sent_and_a_wrong_password_is_named() {
+    use auditflow::config::RegistryConfig;
+    use auditflow::kafka::registry::Registry;
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let url = env("AUDITFLOW_TEST_REGISTRY_AUTH_URL", "http://127.0.0.1:8082/apis/ccompat/v7");
+    let user = env("AUDITFLOW_TEST_REGISTRY_AUTH_USERNAME", "auditflow-registry");
+    let password = env("AUDITFLOW_TEST_REGISTRY_AUTH_PASSWORD", "registry-local-secret");
+    let raw = unique("regauth");
+    let secured = RegistryConfig { url: Some(url.clone()), username: Some(user.clone()), password: Some(password.clone()), ..Default::default() };
+    let registry = Registry::from_config(&secured).unwrap().unwrap();
+    let id = registry.register_avro(&format!("{raw}-value"), auditflow::schemas::AUDIT_EVENT).await.expect("registers with credentials");
+    assert!(registry.fetch(id).await.is_ok());
+    let anonymous = Registry::from_config(&RegistryConfig { url: Some(url.clone()), ..Default::default() }).unwrap().unwrap();
+    let refused = anonymous.fetch(id).await.expect_err("the registry refuses requests without credentials");
+    assert!(refused.to_string().contains("401"), "{refused}");
+
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let more = |password: &str| format!("[registry]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n");
+    let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more("not-the-password"));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow")).args(["run", "--config"]).arg(&config).env("AUDITFLOW_LOG", "off").output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("registry.username/password") && !stderr.contains("not-the-password"), "{stderr}");
+
+    let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more(&password));
+    let value = confluent(id, &crate::avro::datum(auditflow::schemas::AUDIT_EVENT, &crate::avro::canonical("tr-regauth", "denied")));
+    let app = Auditflow::start(&config);
+    produce(&raw, &[Input { partition: 0, key: None, value: Some(value), headers: vec![] }]).await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(&password), "the password is not logged");
+    assert_eq!(read_all(&format!("{raw}.siem.ecs")).len(), 1, "the Avro record decoded with the secured registry's schema");
+    assert!(read_all(&format!("{raw}.dlq")).is_empty());
+}
