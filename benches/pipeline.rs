@@ -96,6 +96,38 @@ fn whole_pipeline(c: &mut Criterion) {
     all.siem.formats = auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
     let mut pipeline = Pipeline::new(all.pipeline_settings());
     group.bench_function("json_to_all_8_formats_and_alert", |b| b.iter(|| pipeline.process(black_box(&record), 0)));
+    // The same record over and over keeps one trace's window growing to max_events_per_trace
+    // and closing with a 1,000-step summary. A realistic stream: the generator's mix (traces of a
+    // few steps, 10 % denied, jitter), so windows open, close and emit summaries as in production.
+    let start_ms = 1_790_000_000_000;
+    let mut generator = auditflow::generate::Generator::new(auditflow::generate::GenerateSettings { seed: 1, deny_ratio: 0.1, jitter_ms: 500, start_ms, ..Default::default() });
+    let stream: Vec<SourceRecord> = (0..65_536)
+        .map(|offset| SourceRecord {
+            topic: "audit.raw".into(),
+            offset,
+            payload: Some(serde_json::to_vec(&generator.next_event()).unwrap()),
+            ..SourceRecord::default()
+        })
+        .collect();
+    for (name, formats) in [("generated_stream_to_ecs", vec!["ecs".to_owned()]), ("generated_stream_to_all_8", auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect())] {
+        let mut config = Config::default();
+        config.siem.formats = formats;
+        let mut pipeline = Pipeline::new(config.pipeline_settings());
+        let mut next = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // At the end of the stream, start over with fresh windows (its event times would
+                // otherwise be late): one pipeline rebuild per 65,536 events.
+                if next == stream.len() {
+                    next = 0;
+                    pipeline = Pipeline::new(config.pipeline_settings());
+                }
+                let outputs = pipeline.process(black_box(&stream[next]), 0);
+                next += 1;
+                outputs
+            })
+        });
+    }
     group.finish();
 }
 
