@@ -180,11 +180,7 @@ async fn exclusive_broker_restart_is_survived() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() {
     let s = scenario(2).await;
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        "[delivery]\n",
-        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{}-tx\"\n", s.group),
-    );
-    std::fs::write(&s.config, text).unwrap();
+    make_exactly_once(&s.config, &format!("{}-tx", s.group));
     let count = 3000;
     let (ids, _) = publish_events(&s.raw, count, 15, 2).await;
     let app = Auditflow::start(&s.config);
@@ -213,12 +209,9 @@ async fn exactly_once_sigkills_give_no_duplicates_and_no_gaps() {
     let count = env("AUDITFLOW_SOAK_EVENTS", 3000);
     let kills = env("AUDITFLOW_SOAK_KILLS", 3);
     let s = scenario(4).await;
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        "[delivery]\n",
-        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{}-tx\"\n", s.group),
-    );
+    make_exactly_once(&s.config, &format!("{}-tx", s.group));
     // A rule that fires in every window with a deny: rule hits are checked for duplicates too.
-    let text = format!("{text}\n[[window.rules]]\ntype = \"deny_count\"\nname = \"any-deny\"\nmin = 1\n");
+    let text = std::fs::read_to_string(&s.config).unwrap() + "\n[[window.rules]]\ntype = \"deny_count\"\nname = \"any-deny\"\nmin = 1\n";
     std::fs::write(&s.config, text).unwrap();
     let (ids, denies) = publish_events(&s.raw, count, 29, 4).await;
     let started = std::time::Instant::now();
@@ -355,11 +348,7 @@ async fn second_instance_joins_then_first_leaves_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exactly_once_zombie_is_fenced_and_stops() {
     let s = scenario(2).await;
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        "[delivery]\n",
-        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{}-tx\"\n", s.group),
-    );
-    std::fs::write(&s.config, text).unwrap();
+    make_exactly_once(&s.config, &format!("{}-tx", s.group));
     let count = 3000;
     let (ids, _) = publish_events(&s.raw, count, 16, 2).await;
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))

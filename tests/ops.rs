@@ -106,16 +106,7 @@ async fn scram_authentication_works_and_bad_credentials_are_named() {
     };
     std::fs::write(&config, secure("${TEST_SASL_PASSWORD}")).unwrap();
 
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("TEST_SASL_PASSWORD", "not-the-password")
-        .env("AUDITFLOW_LOG", "off")
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = run_expecting_one_line_error(&config, &[("TEST_SASL_PASSWORD", "not-the-password")]);
     assert!(stderr.contains("authentication to Kafka") && stderr.contains("sasl.password"), "{stderr}");
 
     std::env::set_var("TEST_SASL_PASSWORD", &password);
@@ -150,15 +141,7 @@ async fn tls_connection_works_and_an_untrusted_certificate_is_named() {
     };
     // No CA: the broker's certificate is signed by the stack's own CA, which nothing trusts.
     std::fs::write(&config, secure("")).unwrap();
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("AUDITFLOW_LOG", "off")
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = run_expecting_one_line_error(&config, &[]);
     assert!(stderr.contains("TLS handshake") && stderr.contains("ssl.ca.location"), "{stderr}");
 
     std::fs::write(&config, secure(&format!("\"ssl.ca.location\" = \"{ca}\""))).unwrap();
@@ -179,15 +162,7 @@ async fn registry_down_at_start_is_one_line_naming_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let more = "[registry]\nurl = \"http://127.0.0.1:9/apis/ccompat/v7\"\n";
     let config = write_config_with(dir.path(), &unique("group"), &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), more);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("AUDITFLOW_LOG", "off")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = run_expecting_one_line_error(&config, &[]);
     assert!(stderr.contains("schema registry unavailable") && stderr.contains("registry.url"), "{stderr}");
 }
 
@@ -203,7 +178,7 @@ async fn registry_basic_auth_is_sent_and_a_wrong_password_is_named() {
     let user = env("AUDITFLOW_TEST_REGISTRY_AUTH_USERNAME", "auditflow-registry");
     let password = env("AUDITFLOW_TEST_REGISTRY_AUTH_PASSWORD", "registry-local-secret");
     let raw = unique("regauth");
-    let secured = RegistryConfig { url: Some(url.clone()), username: Some(user.clone()), password: Some(password.clone()), ..Default::default() };
+    let secured = RegistryConfig { url: Some(url.clone()), username: Some(user.clone()), password: Some(password.clone()) };
     let registry = Registry::from_config(&secured).unwrap().unwrap();
     let id = registry.register_avro(&format!("{raw}-value"), auditflow::schemas::AUDIT_EVENT).await.expect("registers with credentials");
     assert!(registry.fetch(id).await.is_ok());
@@ -216,10 +191,7 @@ async fn registry_basic_auth_is_sent_and_a_wrong_password_is_named() {
     let group = unique("group");
     let more = |password: &str| format!("[registry]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n");
     let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more("not-the-password"));
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow")).args(["run", "--config"]).arg(&config).env("AUDITFLOW_LOG", "off").output().unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = run_expecting_one_line_error(&config, &[]);
     assert!(stderr.contains("registry.username/password") && !stderr.contains("not-the-password"), "{stderr}");
 
     let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more(&password));

@@ -371,3 +371,29 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
 }
+
+/// Runs `auditflow run` with `config` (and extra environment) expecting it to fail at start:
+/// asserts exit code 1 and a single line on stderr, and returns that line.
+pub fn run_expecting_one_line_error(config: &Path, env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .env("AUDITFLOW_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// Switches a test config (from [`write_config`]) to exactly-once mode with its own
+/// `transactional.id`.
+pub fn make_exactly_once(config: &Path, transactional_id: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "[delivery]\n",
+        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{transactional_id}\"\n"),
+    );
+    std::fs::write(config, text).unwrap();
+}

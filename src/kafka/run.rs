@@ -872,10 +872,9 @@ impl Runner {
     async fn rewind(&mut self, why: &str) -> Result<(), RunError> {
         let eos = self.eos.as_mut().expect("exactly-once state");
         if let Err(failure) = eos.txn.abort().await {
-            if let Failure::Fatal(error) | Failure::Abort(error) = &failure {
-                if super::txn::is_fenced(error) {
-                    return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
-                }
+            let (Failure::Fatal(error) | Failure::Abort(error)) = &failure;
+            if super::txn::is_fenced(error) {
+                return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
             }
             warn!(message = "Abort failed; replacing the producer.", %failure);
             self.new_producer().await?;
