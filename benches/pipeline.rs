@@ -15,9 +15,8 @@ fn decode_validate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     // Baseline measured in the same run: serde_json parsing the event into a generic value tree.
     // Report the stages as ratios to it; absolute times on shared machines are noisy.
-    group.bench_function("baseline_serde_json_value", |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(EVENT)).unwrap())
-    });
+    group
+        .bench_function("baseline_serde_json_value", |b| b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(EVENT)).unwrap()));
     group.bench_function("json", |b| {
         b.iter(|| {
             let raw = decode::json::decode(black_box(EVENT)).unwrap();
@@ -100,7 +99,13 @@ fn whole_pipeline(c: &mut Criterion) {
     // and closing with a 1,000-step summary. A realistic stream: the generator's mix (traces of a
     // few steps, 10 % denied, jitter), so windows open, close and emit summaries as in production.
     let start_ms = 1_790_000_000_000;
-    let mut generator = auditflow::generate::Generator::new(auditflow::generate::GenerateSettings { seed: 1, deny_ratio: 0.1, jitter_ms: 500, start_ms, ..Default::default() });
+    let mut generator = auditflow::generate::Generator::new(auditflow::generate::GenerateSettings {
+        seed: 1,
+        deny_ratio: 0.1,
+        jitter_ms: 500,
+        start_ms,
+        ..Default::default()
+    });
     let stream: Vec<SourceRecord> = (0..65_536)
         .map(|offset| SourceRecord {
             topic: "audit.raw".into(),
@@ -109,7 +114,10 @@ fn whole_pipeline(c: &mut Criterion) {
             ..SourceRecord::default()
         })
         .collect();
-    for (name, formats) in [("generated_stream_to_ecs", vec!["ecs".to_owned()]), ("generated_stream_to_all_8", auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect())] {
+    for (name, formats) in [
+        ("generated_stream_to_ecs", vec!["ecs".to_owned()]),
+        ("generated_stream_to_all_8", auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect()),
+    ] {
         let mut config = Config::default();
         config.siem.formats = formats;
         let mut pipeline = Pipeline::new(config.pipeline_settings());

@@ -77,7 +77,13 @@ fn rules() -> Vec<RuleConfig> {
         RuleConfig::DenyCount { name: "repeated-denials".into(), min: 3, severity: 7 },
         RuleConfig::DenyThenAllow { name: "deny-then-allow".into(), severity: 8 },
         RuleConfig::ModeChange { name: "mode-change".into(), severity: 5 },
-        RuleConfig::ActionAfterDeny { name: "exec-after-deny".into(), action: "execute".into(), within_ms: 60_000, same_actor: false, severity: 9 },
+        RuleConfig::ActionAfterDeny {
+            name: "exec-after-deny".into(),
+            action: "execute".into(),
+            within_ms: 60_000,
+            same_actor: false,
+            severity: 9,
+        },
     ]
 }
 
@@ -109,7 +115,16 @@ impl Stream {
     fn new(open: usize, per_trace: usize, heavy: bool) -> Self {
         let active = open / 2;
         // Four generations of names per slot: a name is reused long after its window closed.
-        Stream { slot: 0, round: 0, heavy, active, per_trace, names: (0..4 * active).map(trace_name).collect(), templates: templates(), j: 0 }
+        Stream {
+            slot: 0,
+            round: 0,
+            heavy,
+            active,
+            per_trace,
+            names: (0..4 * active).map(trace_name).collect(),
+            templates: templates(),
+            j: 0,
+        }
     }
 
     fn settings(&self) -> WindowSettings {
@@ -205,7 +220,8 @@ fn memory() {
     };
     for remember_closed in [100_000, 0] {
         let before = live();
-        let settings = WindowSettings { max_open_traces: 100_000, remember_closed, gap_ms: 3_600_000, rules: rules(), ..WindowSettings::default() };
+        let settings =
+            WindowSettings { max_open_traces: 100_000, remember_closed, gap_ms: 3_600_000, rules: rules(), ..WindowSettings::default() };
         let mut windows = Windows::new(settings);
         let mut templates = templates();
         for i in 0..1_000_000 {
@@ -220,7 +236,8 @@ fn memory() {
     }
     let before = live();
     let mut stream = Stream::new(100_000, 10, false);
-    let mut windows = Windows::new(WindowSettings { max_duration_ms: u64::MAX / 4, gap_ms: 1 << 40, remember_closed: 0, ..stream.settings() });
+    let mut windows =
+        Windows::new(WindowSettings { max_duration_ms: u64::MAX / 4, gap_ms: 1 << 40, remember_closed: 0, ..stream.settings() });
     let stream_bytes = live() - before;
     for _ in 0..1_000_000 {
         stream.step(&mut windows);
@@ -255,7 +272,10 @@ fn timing() {
             black_box(stream.step_with(None));
         }
         let harness = start.elapsed().as_nanos() as f64 / n as f64;
-        println!("timing/{open}: {wall:.0} ns per event wall, {cpu:.0} ns CPU, harness alone {harness:.0} ns, {} open", windows.open_traces());
+        println!(
+            "timing/{open}: {wall:.0} ns per event wall, {cpu:.0} ns CPU, harness alone {harness:.0} ns, {} open",
+            windows.open_traces()
+        );
     }
 }
 

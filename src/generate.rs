@@ -27,11 +27,15 @@ impl Default for GenerateSettings {
     }
 }
 
-const USERS: &[&str] = &["j.patel@acme.com", "m.okafor@acme.com", "s.lindqvist@acme.com", "a.ramos@acme.com", "k.tanaka@acme.com", "d.mensah@acme.com"];
+const USERS: &[&str] =
+    &["j.patel@acme.com", "m.okafor@acme.com", "s.lindqvist@acme.com", "a.ramos@acme.com", "k.tanaka@acme.com", "d.mensah@acme.com"];
 const SERVICES: &[&str] = &["fraud-detector", "ci-runner", "argo-cd", "billing-batch", "risk-scorer", "ledger-sync"];
-const ARTIFACTS: &[&str] = &["billing-service", "customer-lookup", "ledger-api", "risk-engine", "payments-gateway", "kyc-checker", "report-builder"];
-const POLICIES: &[&str] = &["prod-billing-deploy-v3", "pii-access-restrict-v2", "change-window-v5", "least-privilege-exec-v1", "data-residency-eu-v2"];
-const PROVIDERS: &[(&str, &[&str])] = &[("aws", &["us-east-1", "eu-west-1"]), ("gcp", &["europe-west4", "us-central1"]), ("azure", &["westeurope"])];
+const ARTIFACTS: &[&str] =
+    &["billing-service", "customer-lookup", "ledger-api", "risk-engine", "payments-gateway", "kyc-checker", "report-builder"];
+const POLICIES: &[&str] =
+    &["prod-billing-deploy-v3", "pii-access-restrict-v2", "change-window-v5", "least-privilege-exec-v1", "data-residency-eu-v2"];
+const PROVIDERS: &[(&str, &[&str])] =
+    &[("aws", &["us-east-1", "eu-west-1"]), ("gcp", &["europe-west4", "us-central1"]), ("azure", &["westeurope"])];
 const NAMESPACES: &[&str] = &["payments", "risk", "identity", "platform"];
 const REASONS: &[&str] = &[
     "declared-purpose violation: pii_export not authorized",
@@ -98,7 +102,12 @@ impl Generator {
         let env = if rng.random_bool(0.7) { "prod" } else { "staging" };
         let target = format!("{provider}:{}:cluster-{env}-{:02}", regions[rng.random_range(0..regions.len())], rng.random_range(1..5));
         TraceState {
-            id: format!("tr-{:08x}-{:04x}-{:04x}", self.settings.seed as u32 ^ self.next_trace as u32, self.next_trace & 0xffff, rng.random::<u16>()),
+            id: format!(
+                "tr-{:08x}-{:04x}-{:04x}",
+                self.settings.seed as u32 ^ self.next_trace as u32,
+                self.next_trace & 0xffff,
+                rng.random::<u16>()
+            ),
             steps: PATTERNS[rng.random_range(0..PATTERNS.len())],
             next: 0,
             actor,
@@ -143,9 +152,8 @@ impl Generator {
         let trace = &mut self.open[index];
         let action = trace.steps[trace.next];
         trace.next += 1;
-        let ts = chrono::DateTime::from_timestamp_millis(self.clock_ms)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let ts =
+            chrono::DateTime::from_timestamp_millis(self.clock_ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut event = json!({
             "ts": ts,
             "actor": trace.actor,
@@ -177,8 +185,14 @@ mod tests {
     #[test]
     fn same_seed_same_events_and_every_event_validates() {
         let settings = GenerateSettings { seed: 42, deny_ratio: 0.25, jitter_ms: 500, ..Default::default() };
-        let a: Vec<Value> = { let mut g = Generator::new(settings.clone()); (0..2000).map(|_| g.next_event()).collect() };
-        let b: Vec<Value> = { let mut g = Generator::new(settings); (0..2000).map(|_| g.next_event()).collect() };
+        let a: Vec<Value> = {
+            let mut g = Generator::new(settings.clone());
+            (0..2000).map(|_| g.next_event()).collect()
+        };
+        let b: Vec<Value> = {
+            let mut g = Generator::new(settings);
+            (0..2000).map(|_| g.next_event()).collect()
+        };
         assert_eq!(a, b);
         let mut denied = 0;
         let mut out_of_order = 0;

@@ -12,8 +12,8 @@ use auditflow::generate::{GenerateSettings, Generator};
 use auditflow::kafka::registry::Registry;
 use auditflow::pipeline::Pipeline;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use cli::{Cli, Command, LogFormat, SchemaAction};
+use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 /// glibc malloc was the largest item of a `perf` profile of `run` (about 17 % of samples across
@@ -74,9 +74,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             // A progress bar on a terminal (indicatif draws nothing when stderr is not one): by
             // bytes for a file, a record count for standard input.
             let (reader, bar): (Box<dyn BufRead>, ProgressBar) = if input.as_os_str() == "-" {
-                let bar = ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{spinner} {pos} records, {per_sec}").expect("progress template"),
-                );
+                let bar = ProgressBar::new_spinner()
+                    .with_style(ProgressStyle::with_template("{spinner} {pos} records, {per_sec}").expect("progress template"));
                 (Box::new(std::io::stdin().lock()), bar)
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
@@ -98,8 +97,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     }
                 }
             };
-            let summary = auditflow::replay::replay(&mut pipeline, reader, &source, &output_dir, &config.topics.dead_letter, now, &mut progress)
-                .with_context(|| format!("replaying {} into {}", input.display(), output_dir.display()))?;
+            let summary =
+                auditflow::replay::replay(&mut pipeline, reader, &source, &output_dir, &config.topics.dead_letter, now, &mut progress)
+                    .with_context(|| format!("replaying {} into {}", input.display(), output_dir.display()))?;
             bar.finish_and_clear();
             eprintln!("replayed {} records", summary.records);
             for (topic, count) in summary.outputs {

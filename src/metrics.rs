@@ -36,7 +36,12 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health { heartbeat_ms: AtomicI64::new(now_ms()), joined: AtomicBool::new(false), assigned: AtomicI64::new(0), producer_failed: AtomicBool::new(false) }
+        Health {
+            heartbeat_ms: AtomicI64::new(now_ms()),
+            joined: AtomicBool::new(false),
+            assigned: AtomicI64::new(0),
+            producer_failed: AtomicBool::new(false),
+        }
     }
 }
 
@@ -83,10 +88,7 @@ impl Health {
 
 /// Installs the Prometheus recorder for the `metrics` facade. Call once, before any metric.
 pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    let recorder = PrometheusBuilder::new()
-        .set_buckets(LATENCY_BUCKETS)
-        .map_err(|error| error.to_string())?
-        .build_recorder();
+    let recorder = PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).map_err(|error| error.to_string())?.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|error| error.to_string())?;
     Ok(handle)

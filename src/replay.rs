@@ -73,7 +73,11 @@ pub fn replay(
 }
 
 /// Calls `each` with a record per non-blank line.
-fn ndjson_records(input: impl BufRead, source_name: &str, mut each: impl FnMut(SourceRecord) -> std::io::Result<()>) -> std::io::Result<()> {
+fn ndjson_records(
+    input: impl BufRead,
+    source_name: &str,
+    mut each: impl FnMut(SourceRecord) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     for (index, line) in input.split(b'\n').enumerate() {
         let mut line = line?;
         if line.last() == Some(&b'\r') {
@@ -82,7 +86,13 @@ fn ndjson_records(input: impl BufRead, source_name: &str, mut each: impl FnMut(S
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        each(SourceRecord { topic: source_name.to_owned(), partition: 0, offset: index as i64, payload: Some(line), ..SourceRecord::default() })?;
+        each(SourceRecord {
+            topic: source_name.to_owned(),
+            partition: 0,
+            offset: index as i64,
+            payload: Some(line),
+            ..SourceRecord::default()
+        })?;
     }
     Ok(())
 }
@@ -106,7 +116,16 @@ fn avro_records(
         let mut payload = vec![0];
         payload.extend_from_slice(&FILE_SCHEMA_ID.to_be_bytes());
         writer.write_value(&mut payload, value).map_err(invalid)?;
-        each(SourceRecord { topic: source_name.to_owned(), partition: 0, offset: index as i64, payload: Some(payload), ..SourceRecord::default() }, pipeline)?;
+        each(
+            SourceRecord {
+                topic: source_name.to_owned(),
+                partition: 0,
+                offset: index as i64,
+                payload: Some(payload),
+                ..SourceRecord::default()
+            },
+            pipeline,
+        )?;
     }
     Ok(())
 }

@@ -99,7 +99,13 @@ async fn avro_versions_decode_alike_and_bad_avro_is_dead_lettered() {
         ("other-type", confluent(other, &payment)),
         ("truncated", confluent(v1, &good_v1[..good_v1.len() - 4])),
         ("wrong-magic", wrong_magic),
-        ("json", serde_json::to_vec(&event.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>()).unwrap()),
+        (
+            "json",
+            serde_json::to_vec(
+                &event.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
+            )
+            .unwrap(),
+        ),
     ];
     let inputs: Vec<Input> = values
         .iter()
@@ -130,10 +136,7 @@ async fn avro_versions_decode_alike_and_bad_avro_is_dead_lettered() {
     assert_eq!(read_all(&alerts).len(), 3);
 
     let dead = read_all(&dlq);
-    let codes: HashMap<String, String> = dead
-        .iter()
-        .map(|m| (String::from_utf8(m.key().unwrap().to_vec()).unwrap(), code_of(m)))
-        .collect();
+    let codes: HashMap<String, String> = dead.iter().map(|m| (String::from_utf8(m.key().unwrap().to_vec()).unwrap(), code_of(m))).collect();
     assert_eq!(codes.len(), 4, "{codes:?}");
     assert_eq!(codes["unknown-id"], "decode.unknown_schema_id");
     assert_eq!(codes["other-type"], "decode.incompatible_schema");

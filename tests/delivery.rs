@@ -283,7 +283,8 @@ async fn publish_keyed(topic: &str, generator: &mut Generator, count: usize) -> 
     let mut inputs = Vec::with_capacity(count);
     for _ in 0..count {
         let text = serde_json::to_vec(&generator.next_event()).unwrap();
-        let valid = auditflow::pipeline::validate::validate(auditflow::pipeline::decode::json::decode(&text).unwrap(), &Default::default()).unwrap();
+        let valid = auditflow::pipeline::validate::validate(auditflow::pipeline::decode::json::decode(&text).unwrap(), &Default::default())
+            .unwrap();
         ids.push(auditflow::pipeline::enrich::event_id(&valid));
         let hash = valid.trace.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         inputs.push(Input { partition: (hash % 4) as i32, key: Some(valid.trace.into_bytes()), value: Some(text), headers: vec![] });
@@ -326,7 +327,8 @@ async fn second_instance_joins_then_first_leaves_and_nothing_is_lost() {
     let mut windowed = HashSet::new();
     for record in json_records(&format!("{}.sequences", s.raw)) {
         if record["kind"] == "trace_summary" {
-            let steps: Vec<String> = record["steps"].as_array().unwrap().iter().map(|st| st["event_id"].as_str().unwrap().to_owned()).collect();
+            let steps: Vec<String> =
+                record["steps"].as_array().unwrap().iter().map(|st| st["event_id"].as_str().unwrap().to_owned()).collect();
             windowed.extend(steps.iter().cloned());
             let id = record["summary_id"].as_str().unwrap().to_owned();
             if let Some(earlier) = summaries.insert(id.clone(), steps.clone()) {

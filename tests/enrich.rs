@@ -32,7 +32,11 @@ async fn catalog_routes_and_enriched_avro_work_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = dir.path().join("policies.toml");
     let write_catalog = |owner: &str| {
-        std::fs::write(&catalog, format!("[policies.\"prod-billing-deploy-v3\"]\nowner = \"{owner}\"\nseverity = 9\ncompliance = [\"PCI-DSS:6.5.1\"]\n")).unwrap();
+        std::fs::write(
+            &catalog,
+            format!("[policies.\"prod-billing-deploy-v3\"]\nowner = \"{owner}\"\nseverity = 9\ncompliance = [\"PCI-DSS:6.5.1\"]\n"),
+        )
+        .unwrap();
     };
     write_catalog("payments-platform");
     let more = format!(
@@ -73,7 +77,13 @@ async fn catalog_routes_and_enriched_avro_work_end_to_end() {
             panic!("not a record")
         };
         let trace = fields.iter().find(|(n, _)| n == "trace").unwrap();
-        assert_eq!(record.key().unwrap(), match &trace.1 { Avro::String(s) => s.as_bytes(), _ => panic!() });
+        assert_eq!(
+            record.key().unwrap(),
+            match &trace.1 {
+                Avro::String(s) => s.as_bytes(),
+                _ => panic!(),
+            }
+        );
         let owner = fields.iter().find(|(n, _)| n == "policy_owner").unwrap();
         assert_eq!(owner.1, Avro::Union(1, Box::new(Avro::String("payments-platform".into()))));
     }

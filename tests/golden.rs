@@ -175,8 +175,7 @@ fn otlp_parses_into_the_protobuf_types() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let request: ExportLogsServiceRequest =
-            serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let request: ExportLogsServiceRequest = serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
         let record = &request.resource_logs[0].scope_logs[0].log_records[0];
         let raw_record = &raw["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];

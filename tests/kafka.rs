@@ -64,7 +64,10 @@ async fn reference_events_and_malformed_records_land_where_they_belong() {
         assert_eq!(record.payload_view::<str>().unwrap().unwrap(), expected.trim_end());
         let doc: serde_json::Value = serde_json::from_str(expected.trim_end()).unwrap();
         assert_eq!(record.key().unwrap(), doc["event"]["id"].as_str().unwrap().as_bytes());
-        assert_eq!(record.timestamp().to_millis(), Some(chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap()).unwrap().timestamp_millis()));
+        assert_eq!(
+            record.timestamp().to_millis(),
+            Some(chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap()).unwrap().timestamp_millis())
+        );
     }
 
     // Alerts: the one denied event, keyed by trace.
@@ -90,7 +93,8 @@ async fn reference_events_and_malformed_records_land_where_they_belong() {
         ("k-missing", "validate.missing_field"),
     ];
     assert_eq!(dead.len(), expected.len(), "{log}");
-    let by_key: HashMap<&str, usize> = inputs.iter().enumerate().map(|(i, inp)| (std::str::from_utf8(inp.key.as_deref().unwrap()).unwrap(), i)).collect();
+    let by_key: HashMap<&str, usize> =
+        inputs.iter().enumerate().map(|(i, inp)| (std::str::from_utf8(inp.key.as_deref().unwrap()).unwrap(), i)).collect();
     for (key, code) in expected {
         let message = dead.iter().find(|m| m.key() == Some(key.as_bytes())).unwrap_or_else(|| panic!("no dead letter for {key}"));
         let source = &inputs[by_key[key]];
@@ -107,7 +111,10 @@ async fn reference_events_and_malformed_records_land_where_they_belong() {
     let trunc = dead.iter().find(|m| m.key() == Some(b"k-trunc")).unwrap();
     let first = trunc.headers().unwrap().get(0);
     assert_eq!((first.key, first.value), ("origin", Some(&b"ci"[..])), "original headers come first");
-    assert_eq!(headers_of(dead.iter().find(|m| m.key() == Some(b"k-missing")).unwrap())["auditflow.error.message"], "missing required field `action`");
+    assert_eq!(
+        headers_of(dead.iter().find(|m| m.key() == Some(b"k-missing")).unwrap())["auditflow.error.message"],
+        "missing required field `action`"
+    );
 
     // Conservation: every input record ended somewhere.
     assert_eq!(inputs.len(), 2 + dead.len());
@@ -157,7 +164,11 @@ async fn missing_inputs_are_named_and_missing_outputs_created() {
     create_topics(&[&raw], 1).await;
     let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
     let config = write_config_with(dir.path(), &unique("g"), &raw, &alerts, &dlq, &prefix, "[topics]\ncreate_missing = false\n");
-    let text = std::fs::read_to_string(&config).unwrap().replacen("[topics]\ncreate_missing = false\n", "", 1).replacen("[topics]\n", "[topics]\ncreate_missing = false\n", 1);
+    let text = std::fs::read_to_string(&config).unwrap().replacen("[topics]\ncreate_missing = false\n", "", 1).replacen(
+        "[topics]\n",
+        "[topics]\ncreate_missing = false\n",
+        1,
+    );
     std::fs::write(&config, text).unwrap();
     let output = run(&config);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -180,9 +191,7 @@ async fn missing_inputs_are_named_and_missing_outputs_created() {
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_event_schema_round_trips_through_the_registry() {
     let _guard = REGISTRY_LOCK.read().await;
-    let registry = Registry::from_config(&RegistryConfig { url: Some(registry_url()), ..RegistryConfig::default() })
-        .unwrap()
-        .unwrap();
+    let registry = Registry::from_config(&RegistryConfig { url: Some(registry_url()), ..RegistryConfig::default() }).unwrap().unwrap();
     let subject = format!("{}-value", unique("roundtrip"));
     let id = registry.register_avro(&subject, auditflow::schemas::AUDIT_EVENT).await.expect("register");
     let again = registry.register_avro(&subject, auditflow::schemas::AUDIT_EVENT).await.expect("register again");
@@ -200,9 +209,10 @@ async fn audit_event_schema_round_trips_through_the_registry() {
 /// A registry that does not answer is a transient error, never "not found".
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_registry_is_transient() {
-    let registry = Registry::from_config(&RegistryConfig { url: Some("http://127.0.0.1:1/apis/ccompat/v7".into()), ..RegistryConfig::default() })
-        .unwrap()
-        .unwrap();
+    let registry =
+        Registry::from_config(&RegistryConfig { url: Some("http://127.0.0.1:1/apis/ccompat/v7".into()), ..RegistryConfig::default() })
+            .unwrap()
+            .unwrap();
     let error = registry.fetch(1).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
 }

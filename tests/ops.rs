@@ -111,7 +111,16 @@ async fn scram_authentication_works_and_bad_credentials_are_named() {
 
     std::env::set_var("TEST_SASL_PASSWORD", &password);
     let app = Auditflow::start(&config);
-    produce(&raw, &[Input { partition: 0, key: None, value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()), headers: vec![] }]).await;
+    produce(
+        &raw,
+        &[Input {
+            partition: 0,
+            key: None,
+            value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()),
+            headers: vec![],
+        }],
+    )
+    .await;
     await_committed_to_end(&group, &raw, Duration::from_secs(60));
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
@@ -146,7 +155,16 @@ async fn tls_connection_works_and_an_untrusted_certificate_is_named() {
 
     std::fs::write(&config, secure(&format!("\"ssl.ca.location\" = \"{ca}\""))).unwrap();
     let app = Auditflow::start(&config);
-    produce(&raw, &[Input { partition: 0, key: None, value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()), headers: vec![] }]).await;
+    produce(
+        &raw,
+        &[Input {
+            partition: 0,
+            key: None,
+            value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()),
+            headers: vec![],
+        }],
+    )
+    .await;
     await_committed_to_end(&group, &raw, Duration::from_secs(60));
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
@@ -161,7 +179,15 @@ async fn registry_down_at_start_is_one_line_naming_the_url() {
     create_topics(&[&raw], 1).await;
     let dir = tempfile::tempdir().unwrap();
     let more = "[registry]\nurl = \"http://127.0.0.1:9/apis/ccompat/v7\"\n";
-    let config = write_config_with(dir.path(), &unique("group"), &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), more);
+    let config = write_config_with(
+        dir.path(),
+        &unique("group"),
+        &raw,
+        &format!("{raw}.alerts"),
+        &format!("{raw}.dlq"),
+        &format!("{raw}.siem."),
+        more,
+    );
     let stderr = run_expecting_one_line_error(&config, &[]);
     assert!(stderr.contains("schema registry unavailable") && stderr.contains("registry.url"), "{stderr}");
 }
@@ -190,11 +216,27 @@ async fn registry_basic_auth_is_sent_and_a_wrong_password_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let group = unique("group");
     let more = |password: &str| format!("[registry]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n");
-    let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more("not-the-password"));
+    let config = write_config_with(
+        dir.path(),
+        &group,
+        &raw,
+        &format!("{raw}.alerts"),
+        &format!("{raw}.dlq"),
+        &format!("{raw}.siem."),
+        &more("not-the-password"),
+    );
     let stderr = run_expecting_one_line_error(&config, &[]);
     assert!(stderr.contains("registry.username/password") && !stderr.contains("not-the-password"), "{stderr}");
 
-    let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more(&password));
+    let config = write_config_with(
+        dir.path(),
+        &group,
+        &raw,
+        &format!("{raw}.alerts"),
+        &format!("{raw}.dlq"),
+        &format!("{raw}.siem."),
+        &more(&password),
+    );
     let value = confluent(id, &crate::avro::datum(auditflow::schemas::AUDIT_EVENT, &crate::avro::canonical("tr-regauth", "denied")));
     let app = Auditflow::start(&config);
     produce(&raw, &[Input { partition: 0, key: None, value: Some(value), headers: vec![] }]).await;

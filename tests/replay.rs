@@ -65,13 +65,19 @@ fn replay_reads_avro_container_files_like_ndjson() {
     let names = ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result"];
     for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
         let event: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
-        let mut fields: Vec<(String, Avro)> = names.iter().map(|n| (n.to_string(), Avro::String(event[*n].as_str().unwrap().to_owned()))).collect();
-        let reason = event.get("reason").and_then(|r| r.as_str()).map_or(Avro::Union(0, Box::new(Avro::Null)), |r| Avro::Union(1, Box::new(Avro::String(r.to_owned()))));
+        let mut fields: Vec<(String, Avro)> =
+            names.iter().map(|n| (n.to_string(), Avro::String(event[*n].as_str().unwrap().to_owned()))).collect();
+        let reason = event
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .map_or(Avro::Union(0, Box::new(Avro::Null)), |r| Avro::Union(1, Box::new(Avro::String(r.to_owned()))));
         fields.push(("reason".into(), reason));
         let extra = event
             .iter()
             .filter(|(k, _)| !names.contains(&k.as_str()) && *k != "reason")
-            .map(|(k, v)| (k.clone(), Avro::Union(4, Box::new(Avro::String(v.as_str().expect("string extras in the reference events").to_owned())))))
+            .map(|(k, v)| {
+                (k.clone(), Avro::Union(4, Box::new(Avro::String(v.as_str().expect("string extras in the reference events").to_owned()))))
+            })
             .collect();
         fields.push(("extra".into(), Avro::Map(extra)));
         writer.append_value(Avro::Record(fields)).unwrap();
@@ -83,7 +89,13 @@ fn replay_reads_avro_container_files_like_ndjson() {
 
     let run = |input: &std::path::Path, out: &str| {
         let out = dir.path().join(out);
-        let output = Command::new(env!("CARGO_BIN_EXE_auditflow")).args(["replay", "--input"]).arg(input).arg("--output-dir").arg(&out).output().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_auditflow"))
+            .args(["replay", "--input"])
+            .arg(input)
+            .arg("--output-dir")
+            .arg(&out)
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let mut files: Vec<(String, String)> = std::fs::read_dir(&out)
             .unwrap()

@@ -157,7 +157,13 @@ pub fn await_committed_to_end(group: &str, topic: &str, timeout: Duration) -> Ve
             .iter()
             .map(|&p| {
                 let offset = committed.find_partition(topic, p).map(|e| e.offset());
-                (p, match offset { Some(Offset::Offset(o)) => o, _ => -1 })
+                (
+                    p,
+                    match offset {
+                        Some(Offset::Offset(o)) => o,
+                        _ => -1,
+                    },
+                )
             })
             .collect();
         if got == ends {
@@ -304,18 +310,23 @@ pub fn await_log(path: &Path, needle: &str, timeout: Duration) {
 
 /// Committed offsets of `group` on `topic`, by partition (-1 when none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", group)
-        .create()
-        .expect("offset reader");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().expect("offset reader");
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition(topic, p);
     }
     let got = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
     (0..partitions)
-        .map(|p| (p, match got.find_partition(topic, p).map(|e| e.offset()) { Some(Offset::Offset(o)) => o, _ => -1 }))
+        .map(|p| {
+            (
+                p,
+                match got.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+        })
         .collect()
 }
 
@@ -358,7 +369,6 @@ pub fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-
 /// The metrics address a running auditflow logged (`metrics.listen` with port 0).
 pub fn metrics_addr(app: &Auditflow) -> String {
     await_log(&app.log, "Serving /metrics", Duration::from_secs(30));
@@ -391,9 +401,8 @@ pub fn run_expecting_one_line_error(config: &Path, env: &[(&str, &str)]) -> Stri
 /// Switches a test config (from [`write_config`]) to exactly-once mode with its own
 /// `transactional.id`.
 pub fn make_exactly_once(config: &Path, transactional_id: &str) {
-    let text = std::fs::read_to_string(config).unwrap().replace(
-        "[delivery]\n",
-        &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{transactional_id}\"\n"),
-    );
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("[delivery]\n", &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{transactional_id}\"\n"));
     std::fs::write(config, text).unwrap();
 }

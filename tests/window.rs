@@ -205,7 +205,12 @@ async fn unkeyed_input_on_two_instances_gives_the_summaries_of_keyed_input() {
     let settings = "[[window.rules]]\ntype = \"deny_count\"\nname = \"any-deny\"\nmin = 1\n";
     let events = |keyed: bool| -> Vec<Input> {
         let start_ms = 1_790_000_000_000;
-        let mut generator = auditflow::generate::Generator::new(auditflow::generate::GenerateSettings { seed: 5, deny_ratio: 0.2, start_ms, ..Default::default() });
+        let mut generator = auditflow::generate::Generator::new(auditflow::generate::GenerateSettings {
+            seed: 5,
+            deny_ratio: 0.2,
+            start_ms,
+            ..Default::default()
+        });
         (0..2000)
             .map(|i| {
                 let text = serde_json::to_vec(&generator.next_event()).unwrap();
@@ -222,10 +227,10 @@ async fn unkeyed_input_on_two_instances_gives_the_summaries_of_keyed_input() {
         let dir = tempfile::tempdir().unwrap();
         let group = unique("group");
         let config = write_config(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."));
-        let text = std::fs::read_to_string(&config).unwrap().replace("allowed_lateness_ms = 100", "allowed_lateness_ms = 3600000").replace(
-            "[topics]\n",
-            &format!("[topics]\nkeyed_by_trace = {keyed}\n"),
-        );
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("allowed_lateness_ms = 100", "allowed_lateness_ms = 3600000")
+            .replace("[topics]\n", &format!("[topics]\nkeyed_by_trace = {keyed}\n"));
         std::fs::write(&config, format!("{text}\n{settings}")).unwrap();
         let apps: Vec<Auditflow> = (0..if keyed { 1 } else { 2 }).map(|_| Auditflow::start(&config)).collect();
         for app in &apps {
@@ -252,7 +257,14 @@ async fn unkeyed_input_on_two_instances_gives_the_summaries_of_keyed_input() {
     let events: usize = keyed.values().map(|s| s["events"].as_array().unwrap().len()).sum();
     assert_eq!(events, 2000, "every event in one summary");
     let differing: Vec<&String> = keyed.keys().filter(|id| unkeyed.get(*id) != keyed.get(*id)).collect();
-    assert!(differing.is_empty(), "{} of {} summaries differ, e.g. {:?} vs {:?}", differing.len(), keyed.len(), keyed.get(differing[0]), unkeyed.get(differing[0]));
+    assert!(
+        differing.is_empty(),
+        "{} of {} summaries differ, e.g. {:?} vs {:?}",
+        differing.len(),
+        keyed.len(),
+        keyed.get(differing[0]),
+        unkeyed.get(differing[0])
+    );
     assert_eq!(keyed.len(), unkeyed.len());
 }
 
@@ -266,7 +278,8 @@ async fn avro_summaries_decode_with_the_registry_alone() {
     let dir = tempfile::tempdir().unwrap();
     let group = unique("group");
     let more = format!("[registry]\nurl = \"{}\"\n", registry_url());
-    let config = write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more);
+    let config =
+        write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &more);
     let text = std::fs::read_to_string(&config).unwrap().replace("[window]\n", "[window]\nsummary_format = \"avro\"\n");
     std::fs::write(&config, text).unwrap();
     let app = Auditflow::start(&config);
@@ -285,9 +298,12 @@ async fn avro_summaries_decode_with_the_registry_alone() {
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
 
-    let registry = auditflow::kafka::registry::Registry::from_config(&auditflow::config::RegistryConfig { url: Some(registry_url()), ..Default::default() })
-        .unwrap()
-        .unwrap();
+    let registry = auditflow::kafka::registry::Registry::from_config(&auditflow::config::RegistryConfig {
+        url: Some(registry_url()),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
     let mut traces = Vec::new();
     for message in read_all(&format!("{raw}.sequences")) {
         let payload = message.payload().unwrap();
@@ -297,7 +313,9 @@ async fn avro_summaries_decode_with_the_registry_alone() {
         let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
         let apache_avro::types::Value::Record(fields) = reader.read_value(&mut &payload[5..]).unwrap() else { panic!("a record") };
         let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
-        let (apache_avro::types::Value::String(trace), apache_avro::types::Value::Array(steps)) = (field("trace"), field("steps")) else { panic!("fields") };
+        let (apache_avro::types::Value::String(trace), apache_avro::types::Value::Array(steps)) = (field("trace"), field("steps")) else {
+            panic!("fields")
+        };
         traces.push((trace, steps.len()));
     }
     traces.sort();
@@ -310,7 +328,8 @@ async fn avro_summaries_decode_with_the_registry_alone() {
 /// Peak RSS (VmHWM) and current RSS (VmRSS) of this process, in KiB.
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    let field =
+        |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
     (field("VmHWM:"), field("VmRSS:"))
 }
 
@@ -352,7 +371,8 @@ fn million_traces_child() {
         reason: None,
         extra: Default::default(),
     };
-    let mut enriched = auditflow::pipeline::enrich::enrich(event, &SourceRecord { topic: "raw".into(), ..SourceRecord::default() }, 0, &ladder);
+    let mut enriched =
+        auditflow::pipeline::enrich::enrich(event, &SourceRecord { topic: "raw".into(), ..SourceRecord::default() }, 0, &ladder);
     for i in 0..1_000_000i64 {
         // Only what windows read changes per event: the trace and the source position.
         enriched.event.trace.clear();
@@ -381,7 +401,8 @@ fn a_million_traces_stay_within_the_open_trace_bound() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let line = stdout.lines().find_map(|l| l.find("MILLION ").map(|at| &l[at..])).expect("the child's report");
-    let value = |name: &str| -> u64 { line.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().parse().unwrap() };
+    let value =
+        |name: &str| -> u64 { line.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().parse().unwrap() };
     eprintln!("{line}");
     assert_eq!(value("open_max"), value("bound"), "open traces reach the bound and never pass it");
     assert_eq!(value("capacity_closed"), 900_000, "every trace beyond the bound closed the oldest window early");

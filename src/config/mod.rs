@@ -18,8 +18,8 @@ use crate::pipeline::validate::ValidateSettings;
 use crate::pipeline::window::WindowSettings;
 use crate::pipeline::{PipelineSettings, Topics};
 use crate::siem::{
-    asim::AsimConfig, cef::CefConfig, ecs::EcsConfig, leef::LeefConfig, ocsf::OcsfConfig, otlp::OtlpConfig,
-    splunk::SplunkConfig, udm::UdmConfig, Encoder, Product,
+    asim::AsimConfig, cef::CefConfig, ecs::EcsConfig, leef::LeefConfig, ocsf::OcsfConfig, otlp::OtlpConfig, splunk::SplunkConfig,
+    udm::UdmConfig, Encoder, Product,
 };
 
 /// The SIEM formats this build can write.
@@ -423,7 +423,15 @@ pub enum OutputTimestamp {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { max_in_flight: 10_000, commit_interval_ms: 1000, shutdown_timeout_ms: 30_000, output_timestamp: OutputTimestamp::Event, mode: DeliveryMode::AtLeastOnce, transactional_id: None, transaction_timeout_ms: 60_000 }
+        DeliveryConfig {
+            max_in_flight: 10_000,
+            commit_interval_ms: 1000,
+            shutdown_timeout_ms: 30_000,
+            output_timestamp: OutputTimestamp::Event,
+            mode: DeliveryMode::AtLeastOnce,
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
+        }
     }
 }
 
@@ -459,12 +467,8 @@ impl Config {
 
     /// Reads, parses, applies environment overrides and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.display().to_string(),
-            message,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })?;
         config.apply_env(|name| std::env::var(name).ok())?;
         config.validate()?;
         config.load_catalog()?;
@@ -733,7 +737,8 @@ mod tests {
 
     #[test]
     fn routes_and_enriched_output_are_checked() {
-        let mut config = Config::parse("[enriched]\nenabled = true\n[[routes]]\nname = \"r\"\ntopic = \"t\"\nwhen = \"action = \"\n").unwrap();
+        let mut config =
+            Config::parse("[enriched]\nenabled = true\n[[routes]]\nname = \"r\"\ntopic = \"t\"\nwhen = \"action = \"\n").unwrap();
         let ConfigError::Invalid(problems) = config.validate().unwrap_err() else { panic!() };
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("enriched.enabled: needs registry.url"));

@@ -50,7 +50,9 @@ impl OffsetTracker {
     pub fn begin(&mut self, tp: &TopicPartition, offset: i64, outputs: u32) {
         let part = match self.partitions.get_mut(tp) {
             Some(part) => part,
-            None => self.partitions.entry(tp.clone()).or_insert_with(|| Partition { next: offset, committed: offset, ..Partition::default() }),
+            None => {
+                self.partitions.entry(tp.clone()).or_insert_with(|| Partition { next: offset, committed: offset, ..Partition::default() })
+            }
         };
         if outputs > 0 {
             let count = part.pending.entry(offset).or_insert(0);
@@ -67,7 +69,11 @@ impl OffsetTracker {
     pub fn hold(&mut self, tp: &TopicPartition, offset: i64) {
         let part = match self.partitions.get_mut(tp) {
             Some(part) => part,
-            None => self.partitions.entry(tp.clone()).or_insert_with(|| Partition { next: offset + 1, committed: offset, ..Partition::default() }),
+            None => self.partitions.entry(tp.clone()).or_insert_with(|| Partition {
+                next: offset + 1,
+                committed: offset,
+                ..Partition::default()
+            }),
         };
         let count = part.pending.entry(offset).or_insert(0);
         if *count == 0 {

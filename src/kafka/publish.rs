@@ -50,7 +50,9 @@ pub async fn publish(
     Ok(sent)
 }
 
-fn check(result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>) -> Result<(), KafkaError> {
+fn check(
+    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) -> Result<(), KafkaError> {
     match result {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, _))) => Err(error),

@@ -66,10 +66,7 @@ impl Registry {
 
     /// Fetches the schema text registered under `id`.
     pub async fn fetch(&self, id: u32) -> Result<String, RegistryError> {
-        get_schema_by_id(id, &self.settings)
-            .await
-            .map(|registered| registered.schema)
-            .map_err(|error| classify(Some(id), error))
+        get_schema_by_id(id, &self.settings).await.map(|registered| registered.schema).map_err(|error| classify(Some(id), error))
     }
 }
 

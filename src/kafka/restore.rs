@@ -36,9 +36,8 @@ pub fn read(kafka: &KafkaConfig, changelog: &str, input: &str, partition: i32, t
             }
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(message)) => {
-                    let source_key = message
-                        .headers()
-                        .and_then(|headers| headers.iter().find(|h| h.key == SOURCE_KEY_HEADER).and_then(|h| h.value));
+                    let source_key =
+                        message.headers().and_then(|headers| headers.iter().find(|h| h.key == SOURCE_KEY_HEADER).and_then(|h| h.value));
                     restore.apply(message.key(), message.payload(), source_key, message.timestamp().to_millis());
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => break,

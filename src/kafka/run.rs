@@ -12,30 +12,30 @@
 //! changelog ([`super::restore`]) before its first record is processed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::meters::{Meters, OutputTopic};
 use super::offsets::{OffsetTracker, TopicPartition};
-use super::txn::{Failure, Transactions};
 use super::registry::{Registry, RegistryError};
+use super::txn::{Failure, Transactions};
 use super::{consumer_config, producer_config};
 use crate::config::{Config, DeliveryMode, KafkaConfig};
-use crate::model::{Output, SourceRecord};
 use crate::metrics::Health;
+use crate::model::{Output, SourceRecord};
 use crate::pipeline::{dlq_headers, Pipeline};
 
 /// Why `run` stopped with an error. Each message names the setting to check.
@@ -355,7 +355,13 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     }
     let consumer: Arc<StreamConsumer<RunContext>> = Arc::new(
         consumer_settings
-            .create_with_context(RunContext { tracker: tracker.clone(), health: health.clone(), revoked: revoked.clone(), rewind: rewind.clone(), assigned: assigned.clone() })
+            .create_with_context(RunContext {
+                tracker: tracker.clone(),
+                health: health.clone(),
+                revoked: revoked.clone(),
+                rewind: rewind.clone(),
+                assigned: assigned.clone(),
+            })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
     let errors = ErrorContext::default();
@@ -400,14 +406,18 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     }
     if config.enriched.enabled {
         let subject = config.enriched.subject.clone().unwrap_or_else(|| format!("{}-value", config.enriched.topic));
-        let registry = runner.registry.as_ref().ok_or_else(|| RunError::Registry(RegistryError::Config("enriched output needs a registry".into())))?;
+        let registry =
+            runner.registry.as_ref().ok_or_else(|| RunError::Registry(RegistryError::Config("enriched output needs a registry".into())))?;
         let id = registry.register_avro(&subject, crate::schemas::ENRICHED_EVENT).await.map_err(RunError::Registry)?;
         info!(message = "Registered the enriched event schema.", %subject, schema_id = id);
         runner.pipeline.enable_enriched(id);
     }
     if config.window.enabled && config.window.summary_format == crate::config::SummaryFormat::Avro {
         let subject = format!("{}-value", config.topics.sequences);
-        let registry = runner.registry.as_ref().ok_or_else(|| RunError::Registry(RegistryError::Config("window.summary_format = \"avro\" needs a registry".into())))?;
+        let registry = runner
+            .registry
+            .as_ref()
+            .ok_or_else(|| RunError::Registry(RegistryError::Config("window.summary_format = \"avro\" needs a registry".into())))?;
         let id = registry.register_avro(&subject, crate::schemas::TRACE_SUMMARY).await.map_err(RunError::Registry)?;
         info!(message = "Registered the trace summary schema.", %subject, schema_id = id);
         runner.pipeline.enable_avro_summaries(id, config.late_events_topic());
@@ -436,7 +446,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     if exactly_once {
         ensure_internal(&config, &runner.producer, &changelog, internal_missing.contains(&changelog), true).await?;
         let timeout = Duration::from_millis(config.delivery.transaction_timeout_ms);
-        let txn = Transactions::init(runner.producer.clone(), timeout).await.map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
+        let txn = Transactions::init(runner.producer.clone(), timeout)
+            .await
+            .map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
         info!(message = "Exactly-once mode: transactional producer ready.", transactional_id = %config.transactional_id(), %changelog);
         runner.eos = Some(Eos {
             txn,
@@ -575,11 +587,8 @@ impl Runner {
 
     /// Pauses every assigned partition until the registry answers for `schema_id`.
     fn block(&mut self, schema_id: u32) {
-        self.blocked = Some(Blocked {
-            schema_id,
-            backoff: REGISTRY_BACKOFF_MIN,
-            retry_at: tokio::time::Instant::now() + REGISTRY_BACKOFF_MIN,
-        });
+        self.blocked =
+            Some(Blocked { schema_id, backoff: REGISTRY_BACKOFF_MIN, retry_at: tokio::time::Instant::now() + REGISTRY_BACKOFF_MIN });
     }
 
     async fn retry_registry(&mut self) {
@@ -861,7 +870,9 @@ impl Runner {
             .producer_settings
             .create_with_context(eos.errors.clone())
             .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
-        eos.txn = Transactions::init(producer.clone(), eos.timeout).await.map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
+        eos.txn = Transactions::init(producer.clone(), eos.timeout)
+            .await
+            .map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
         self.producer = producer;
         metrics::counter!("auditflow_producer_restarts_total").increment(1);
         Ok(())
@@ -894,7 +905,9 @@ impl Runner {
         let seeked = tokio::task::spawn_blocking(move || -> KafkaResult<usize> {
             let assignment = consumer.assignment()?;
             let mut committed = consumer.committed_offsets(assignment, timeout)?;
-            for mut elem in committed.elements().iter().map(|e| (e.topic().to_owned(), e.partition(), e.offset())).collect::<Vec<_>>().into_iter() {
+            for mut elem in
+                committed.elements().iter().map(|e| (e.topic().to_owned(), e.partition(), e.offset())).collect::<Vec<_>>().into_iter()
+            {
                 if !matches!(elem.2, Offset::Offset(_)) {
                     elem.2 = Offset::Beginning;
                     committed.set_partition_offset(&elem.0, elem.1, elem.2)?;
@@ -977,7 +990,10 @@ impl Runner {
             let commit = self.commit_transaction();
             match tokio::time::timeout(deadline, commit).await {
                 Ok(result) => result?,
-                Err(_) => warn!(message = "Shutdown deadline reached before the transaction committed; it is aborted by the broker and re-read on restart."),
+                Err(_) => warn!(
+                    message =
+                        "Shutdown deadline reached before the transaction committed; it is aborted by the broker and re-read on restart."
+                ),
             }
             let consumer = self.consumer.clone();
             let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
@@ -985,7 +1001,12 @@ impl Runner {
             return Ok(());
         }
         self.tracker.lock().expect("tracker lock").refresh_caps(|_, _| None);
-        info!(message = "Shutting down: draining in-flight outputs.", in_flight = self.in_flight.len(), backlog = self.backlog.len(), windows_flushed = open);
+        info!(
+            message = "Shutting down: draining in-flight outputs.",
+            in_flight = self.in_flight.len(),
+            backlog = self.backlog.len(),
+            windows_flushed = open
+        );
         let drain = async {
             while let Some(delivered) = self.in_flight.next().await {
                 self.on_delivered(delivered)?;
@@ -1033,9 +1054,8 @@ async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, 
     if !config.topics.create_missing {
         return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing: vec![changelog.to_owned()] });
     }
-    let admin: AdminClient<DefaultClientContext> = producer_config(&config.kafka)
-        .create()
-        .map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
+    let admin: AdminClient<DefaultClientContext> =
+        producer_config(&config.kafka).create().map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
     let partitions = i32::try_from(needed).unwrap_or(i32::MAX);
     let topic = NewTopic::new(changelog, partitions, TopicReplication::Fixed(config.topics.new_topic_replication_factor))
         .set("cleanup.policy", if compact { "compact" } else { "delete" });
@@ -1053,19 +1073,13 @@ async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, 
 
 /// Creates the missing output topics with the configured partitions and replication factor.
 async fn create_topics(config: &Config, missing: &[String]) -> Result<(), RunError> {
-    let admin: AdminClient<DefaultClientContext> = producer_config(&config.kafka)
-        .create()
-        .map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
+    let admin: AdminClient<DefaultClientContext> =
+        producer_config(&config.kafka).create().map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
     let factor = config.topics.new_topic_replication_factor;
-    let topics: Vec<NewTopic> = missing
-        .iter()
-        .map(|name| NewTopic::new(name, config.topics.new_topic_partitions, TopicReplication::Fixed(factor)))
-        .collect();
+    let topics: Vec<NewTopic> =
+        missing.iter().map(|name| NewTopic::new(name, config.topics.new_topic_partitions, TopicReplication::Fixed(factor))).collect();
     let options = AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT));
-    let results = admin
-        .create_topics(&topics, &options)
-        .await
-        .map_err(|source| RunError::Kafka { context: "creating topics", source })?;
+    let results = admin.create_topics(&topics, &options).await.map_err(|source| RunError::Kafka { context: "creating topics", source })?;
     let mut refused = Vec::new();
     for result in results {
         match result {
@@ -1084,9 +1098,7 @@ async fn create_topics(config: &Config, missing: &[String]) -> Result<(), RunErr
 /// Fetches cluster metadata (off the runtime threads); returns the topics that do not exist.
 async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &str, topics: &[String]) -> Result<Vec<String>, RunError> {
     let client = producer.clone();
-    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
-        .await
-        .expect("metadata task");
+    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT)).await.expect("metadata task");
     let metadata = metadata.map_err(|error| {
         if let Some(reason) = errors.authentication_failure() {
             return RunError::Authentication { bootstrap: bootstrap.to_owned(), reason };
@@ -1158,7 +1170,9 @@ async fn await_delivery(tag: Tag, future: DeliveryFuture) -> Delivered {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(failure)) => Err(failure),
         // The producer dropped the message without an answer: only at teardown.
-        Err(_) => Err((KafkaError::Canceled, OwnedMessage::new(None, None, tag.topic.name.clone(), rdkafka::Timestamp::NotAvailable, 0, 0, None))),
+        Err(_) => {
+            Err((KafkaError::Canceled, OwnedMessage::new(None, None, tag.topic.name.clone(), rdkafka::Timestamp::NotAvailable, 0, 0, None)))
+        }
     };
     (tag, result)
 }

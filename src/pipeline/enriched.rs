@@ -173,7 +173,12 @@ mod tests {
 
     fn event(text: &str) -> EnrichedEvent {
         let e = validate::validate(json::decode(text.as_bytes()).unwrap(), &Default::default()).unwrap();
-        enrich::enrich(e, &SourceRecord { topic: "audit.raw".into(), partition: 2, offset: 9, ..Default::default() }, 5, &Default::default())
+        enrich::enrich(
+            e,
+            &SourceRecord { topic: "audit.raw".into(), partition: 2, offset: 9, ..Default::default() },
+            5,
+            &Default::default(),
+        )
     }
 
     const EVENT: &str = r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"user:a","action":"deploy","artifact":"svc@1.0","policy":"p","target":"aws:eu-west-1:c1","mode":"fixed","trace":"tr-1","result":"denied","reason":"why","ticket":"CHG-1","n":3}"#;

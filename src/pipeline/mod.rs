@@ -27,10 +27,10 @@ use decode::{DecodeLimits, WireFormat};
 use enrich::catalog::PolicyCatalog;
 use enrich::{Enricher, SeverityLadder};
 use enriched::EnrichedAvro;
-use route::Route;
-use window::{WindowOutput, WindowSettings, Windows};
 use reject::{Reject, RejectCode};
+use route::Route;
 use validate::ValidateSettings;
+use window::{WindowOutput, WindowSettings, Windows};
 
 /// Dead-letter header names (`docs/input.md`, "Dead-letter contract").
 pub mod dlq_headers {
@@ -129,9 +129,8 @@ struct SummaryAvro {
 impl SummaryAvro {
     fn new(schema_id: u32) -> Self {
         // One schema for the life of the process: leaked so the writer can borrow it.
-        let schema: &'static apache_avro::Schema = Box::leak(Box::new(
-            apache_avro::Schema::parse_str(crate::schemas::TRACE_SUMMARY).expect("trace_summary.avsc is valid"),
-        ));
+        let schema: &'static apache_avro::Schema =
+            Box::leak(Box::new(apache_avro::Schema::parse_str(crate::schemas::TRACE_SUMMARY).expect("trace_summary.avsc is valid")));
         let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().expect("trace_summary.avsc resolves");
         SummaryAvro { writer, schema_id }
     }
@@ -148,11 +147,20 @@ impl SummaryAvro {
 impl Pipeline {
     /// Builds a pipeline.
     pub fn new(settings: PipelineSettings) -> Self {
-        let siem_topics =
-            settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
+        let siem_topics = settings.encoders.iter().map(|e| format!("{}{}", settings.topics.siem_prefix, e.name())).collect();
         let enricher = Enricher { ladder: settings.severity, catalog: settings.catalog.clone() };
         let windows = settings.window.clone().map(Windows::new);
-        Pipeline { windows, settings, enricher, enriched: None, siem_topics, schemas: AvroSchemas::new(), changelog: None, summary_avro: None, now_ms: 0 }
+        Pipeline {
+            windows,
+            settings,
+            enricher,
+            enriched: None,
+            siem_topics,
+            schemas: AvroSchemas::new(),
+            changelog: None,
+            summary_avro: None,
+            now_ms: 0,
+        }
     }
 
     /// Closes windows of partitions idle for the configured timeout, at wall time `now_ms`.
@@ -242,7 +250,8 @@ impl Pipeline {
     /// The output timestamp for event time `ts_ms`: `None` (the send time) unless outputs carry
     /// event time and `ts_ms` is at most [`MAX_STAMP_AHEAD_MS`] ahead of the wall clock.
     fn stamp(&self, ts_ms: i64) -> Option<i64> {
-        (self.settings.event_time_timestamps && (self.now_ms == 0 || ts_ms <= self.now_ms.saturating_add(MAX_STAMP_AHEAD_MS))).then_some(ts_ms)
+        (self.settings.event_time_timestamps && (self.now_ms == 0 || ts_ms <= self.now_ms.saturating_add(MAX_STAMP_AHEAD_MS)))
+            .then_some(ts_ms)
     }
 
     /// Writes trace summaries as Avro with the registered `schema_id` from now on, and late-event
@@ -468,11 +477,8 @@ impl Pipeline {
 
     /// The dead-letter record for `record`: original key, value and headers, plus error headers.
     fn dead_letter(&self, record: &SourceRecord, reject: &Reject, now_ms: i64) -> Output {
-        let failed_at = Utc
-            .timestamp_millis_opt(now_ms)
-            .single()
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-            .unwrap_or_default();
+        let failed_at =
+            Utc.timestamp_millis_opt(now_ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default();
         let mut headers = record.headers.clone();
         for (name, value) in [
             (dlq_headers::CODE, reject.code.as_str().to_owned()),

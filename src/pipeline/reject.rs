@@ -139,10 +139,8 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_match_golden_list() {
-        let listed: Vec<&str> = include_str!("../../tests/data/reject_codes.txt")
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .collect();
+        let listed: Vec<&str> =
+            include_str!("../../tests/data/reject_codes.txt").lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
         let ours: Vec<&str> = RejectCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(ours, listed, "reject codes are append-only: update the golden list on purpose");
         let mut dedup = ours.clone();

@@ -62,12 +62,15 @@ fn dead_letter_keeps_key_bytes_headers_and_timestamp() {
     assert_eq!(headers[0], ("h", "v"));
     assert_eq!(headers[2].0, dlq_headers::MESSAGE);
     assert!(headers[2].1.starts_with("invalid json: "), "{}", headers[2].1);
-    assert_eq!(&headers[3..], &[
-        (dlq_headers::TOPIC, "audit.raw"),
-        (dlq_headers::PARTITION, "3"),
-        (dlq_headers::OFFSET, "42"),
-        (dlq_headers::FAILED_AT, "2026-04-18T14:22:07.441Z"),
-    ]);
+    assert_eq!(
+        &headers[3..],
+        &[
+            (dlq_headers::TOPIC, "audit.raw"),
+            (dlq_headers::PARTITION, "3"),
+            (dlq_headers::OFFSET, "42"),
+            (dlq_headers::FAILED_AT, "2026-04-18T14:22:07.441Z"),
+        ]
+    );
 }
 
 #[test]
@@ -91,7 +94,12 @@ fn hostile_inputs_are_dead_lettered_with_their_code() {
     let mut p = pipeline();
     for (payload, code) in cases {
         let outputs = p.process(&record(payload), 0);
-        assert_eq!(dead_letter_code(&outputs).as_deref(), Some(code), "{:?}", payload.map(|b| String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned()));
+        assert_eq!(
+            dead_letter_code(&outputs).as_deref(),
+            Some(code),
+            "{:?}",
+            payload.map(|b| String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned())
+        );
         assert_eq!(outputs[0].payload.as_deref(), payload, "original bytes kept");
     }
 }
@@ -132,10 +140,8 @@ fn traced(trace: &str, ts_ms: i64, offset: i64) -> SourceRecord {
 
 fn traced_in(partition: i32, trace: &str, ts_ms: i64, offset: i64) -> SourceRecord {
     let ts = Utc.timestamp_millis_opt(ts_ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
-    let text = String::from_utf8(ALLOWED.to_vec())
-        .unwrap()
-        .replace("2026-04-18T14:22:07.441Z", &ts)
-        .replace("tr-8f2c7a91-2b14-4e8e", trace);
+    let text =
+        String::from_utf8(ALLOWED.to_vec()).unwrap().replace("2026-04-18T14:22:07.441Z", &ts).replace("tr-8f2c7a91-2b14-4e8e", trace);
     SourceRecord { partition, offset, ..record(Some(text.as_bytes())) }
 }
 

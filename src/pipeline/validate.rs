@@ -5,10 +5,10 @@
 //! `kind:id`; `mode` and `result` take known values; `trace` is non-empty; every field is bounded.
 //! Fields beyond the canonical ones pass through, in order.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use crate::model::{AuditEvent, Decision};
 use crate::pipeline::decode::{FieldValue, RawEvent, CANONICAL};
 use crate::pipeline::reject::{Reject, RejectCode};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Field rules, built once from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +45,7 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
         let bound = if name == "trace" { settings.max_trace_bytes } else { settings.max_field_bytes };
         check_length(name, &text, bound)?;
         if let Some(at) = text.find(|c: char| c.is_control()) {
-            return Err(Reject::new(
-                RejectCode::ControlCharacter,
-                format!("field `{name}` contains a control character at byte {at}"),
-            ));
+            return Err(Reject::new(RejectCode::ControlCharacter, format!("field `{name}` contains a control character at byte {at}")));
         }
         fields[index] = text;
     }
@@ -73,10 +70,7 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
         }
     }
     if !settings.modes.contains(&mode) {
-        return Err(Reject::new(
-            RejectCode::BadMode,
-            format!("field `mode` must be one of {:?}, got {mode:?}", settings.modes),
-        ));
+        return Err(Reject::new(RejectCode::BadMode, format!("field `mode` must be one of {:?}, got {mode:?}", settings.modes)));
     }
     let decision = match result.as_str() {
         "allowed" => Decision::Allowed,
@@ -147,19 +141,14 @@ fn canonical_utc_millis(b: &[u8]) -> Option<i64> {
 fn required_string(name: &str, slot: Option<FieldValue>) -> Result<String, Reject> {
     match slot {
         Some(FieldValue::Text(text)) => Ok(text),
-        None | Some(FieldValue::Null) => {
-            Err(Reject::new(RejectCode::MissingField, format!("missing required field `{name}`")))
-        }
+        None | Some(FieldValue::Null) => Err(Reject::new(RejectCode::MissingField, format!("missing required field `{name}`"))),
         Some(FieldValue::Other(kind)) => Err(wrong_type(name, "a string", kind)),
     }
 }
 
 fn check_length(name: &str, text: &str, bound: usize) -> Result<(), Reject> {
     if text.len() > bound {
-        return Err(Reject::new(
-            RejectCode::FieldTooLong,
-            format!("field `{name}` is {} bytes, over the limit of {bound}", text.len()),
-        ));
+        return Err(Reject::new(RejectCode::FieldTooLong, format!("field `{name}` is {} bytes, over the limit of {bound}", text.len())));
     }
     Ok(())
 }
@@ -171,8 +160,8 @@ fn wrong_type(name: &str, expected: &str, kind: &str) -> Reject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Map, Value};
     use crate::pipeline::decode::json;
+    use serde_json::{Map, Value};
 
     const SEED_B: &str = r#"{"ts":"2026-04-18T14:28:33.911Z","actor":"service:fraud-detector","action":"execute","artifact":"customer-lookup@v2.8.0","policy":"pii-access-restrict-v2","target":"aws:us-east-1:cluster-prod-02","mode":"adaptive","trace":"tr-8f2c7a91-2b14-4e8e","result":"denied","reason":"declared-purpose violation: pii_export not authorized"}"#;
 
@@ -239,13 +228,23 @@ mod tests {
     #[test]
     fn fast_timestamp_path_agrees_with_the_full_parser() {
         for text in [
-            "1970-01-01T00:00:00.000Z", "2000-02-29T23:59:59.999Z", "2026-04-18T14:22:07.441Z",
-            "2100-12-31T00:00:00.001Z", "1969-12-31T23:59:59.999Z", "2024-02-29T12:00:00.500Z",
+            "1970-01-01T00:00:00.000Z",
+            "2000-02-29T23:59:59.999Z",
+            "2026-04-18T14:22:07.441Z",
+            "2100-12-31T00:00:00.001Z",
+            "1969-12-31T23:59:59.999Z",
+            "2024-02-29T12:00:00.500Z",
         ] {
             let full = DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis();
             assert_eq!(canonical_utc_millis(text.as_bytes()), Some(full), "{text}");
         }
-        for text in ["2023-02-29T00:00:00.000Z", "2026-13-01T00:00:00.000Z", "2026-04-18T24:00:00.000Z", "2026-04-18T14:22:07.441+00:00", "2026-04-18 14:22:07.441Z"] {
+        for text in [
+            "2023-02-29T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-04-18T24:00:00.000Z",
+            "2026-04-18T14:22:07.441+00:00",
+            "2026-04-18 14:22:07.441Z",
+        ] {
             assert_eq!(canonical_utc_millis(text.as_bytes()), None, "{text}");
         }
         assert_eq!(normalise_ts("2023-02-29T00:00:00.000Z".into()).unwrap_err().code, RejectCode::BadTimestamp);

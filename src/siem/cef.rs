@@ -8,9 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::escape::{
-    capitalized, cef_extension, cef_header, custom_key, extra_value_text, truncate_utf8, write_i64, write_parts,
-};
+use super::escape::{capitalized, cef_extension, cef_header, custom_key, extra_value_text, truncate_utf8, write_i64, write_parts};
 use super::{message_parts, outcome, Encoder, Product};
 use crate::model::{Decision, EnrichedEvent};
 
@@ -80,8 +78,7 @@ pub(crate) fn valid_key_prefix(prefix: &str) -> bool {
 
 /// The default custom key prefix: the ASCII letters and digits of vendor and product name.
 pub(crate) fn default_key_prefix(product: &Product) -> String {
-    let prefix: String =
-        product.vendor.chars().chain(product.name.chars()).filter(char::is_ascii_alphanumeric).collect();
+    let prefix: String = product.vendor.chars().chain(product.name.chars()).filter(char::is_ascii_alphanumeric).collect();
     if valid_key_prefix(&prefix) {
         prefix
     } else {
@@ -93,9 +90,9 @@ impl CefConfig {
     /// Checks the custom key prefix; returns one message per problem.
     pub fn problems(&self) -> Vec<String> {
         match &self.custom_key_prefix {
-            Some(prefix) if !valid_key_prefix(prefix) => vec![format!(
-                "siem.cef.custom_key_prefix: {prefix:?} must be ASCII letters and digits, starting with a letter"
-            )],
+            Some(prefix) if !valid_key_prefix(prefix) => {
+                vec![format!("siem.cef.custom_key_prefix: {prefix:?} must be ASCII letters and digits, starting with a letter")]
+            }
             _ => Vec::new(),
         }
     }
@@ -221,8 +218,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::siem::test_support::{arbitrary_event, encode_to_string, enriched, example_product, hostile_string, SEED_A, SEED_B};
     use crate::siem::message;
+    use crate::siem::test_support::{arbitrary_event, encode_to_string, enriched, example_product, hostile_string, SEED_A, SEED_B};
 
     fn example_encoder() -> CefEncoder {
         CefConfig::default().build(&example_product())
@@ -355,7 +352,12 @@ mod tests {
     fn seed_b_escapes_the_equals_sign_and_keeps_the_pipe() {
         let line = encode_to_string(&example_encoder(), &enriched(SEED_B));
         assert!(line.starts_with("CEF:0|Acme|RuntimeGuard|1.4.0|execute:denied|Execute denied|6|rt=1773480425007 act=deny outcome=failure suser=fraud-detector suid=service:fraud-detector sourceServiceName=fraud-detector cat=/Runtime/Execute "), "{line}");
-        assert!(line.contains(" externalId=51e0bab5-771a-5545-80ff-6d8086cb9e0e reason=risk score 0.91 > threshold\\=0.80 | outside change window msg="), "{line}");
+        assert!(
+            line.contains(
+                " externalId=51e0bab5-771a-5545-80ff-6d8086cb9e0e reason=risk score 0.91 > threshold\\=0.80 | outside change window msg="
+            ),
+            "{line}"
+        );
         let parsed = parse(&line).unwrap();
         let reason = parsed.extension.iter().find(|(k, _)| k == "reason").unwrap();
         assert_eq!(reason.1, "risk score 0.91 > threshold=0.80 | outside change window");

@@ -38,11 +38,8 @@ impl EcsConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (key, value) in [("dataset", &self.dataset), ("namespace", &self.namespace)] {
-            if value.is_empty() || value.len() > 100 || value.contains('-') || value.chars().any(|c| c.is_uppercase())
-            {
-                out.push(format!(
-                    "siem.ecs.{key}: {value:?} must be 1 to 100 lowercase bytes without `-` (an ECS data stream rule)"
-                ));
+            if value.is_empty() || value.len() > 100 || value.contains('-') || value.chars().any(|c| c.is_uppercase()) {
+                out.push(format!("siem.ecs.{key}: {value:?} must be 1 to 100 lowercase bytes without `-` (an ECS data stream rule)"));
             }
         }
         out
@@ -349,7 +346,11 @@ mod field_check {
                             .iter()
                             .find(|(name, _, _)| *name == path)
                             .unwrap_or_else(|| panic!("{path} is not an ECS field (custom fields go under runtime_audit)"));
-                        assert!(type_matches(ecs_type, *array, &value), "{path} = {value} is not a {ecs_type}{}", if *array { " array" } else { "" });
+                        assert!(
+                            type_matches(ecs_type, *array, &value),
+                            "{path} = {value} is not a {ecs_type}{}",
+                            if *array { " array" } else { "" }
+                        );
                     }
                     assert_eq!(doc["event"]["category"], serde_json::json!(["api"]));
                     assert!(["event"].contains(&doc["event"]["kind"].as_str().unwrap()));

@@ -43,12 +43,7 @@ fn find_special(bytes: &[u8], special: impl Fn(u8) -> bool + Copy) -> Option<usi
 /// runs of untouched bytes are copied at once. Only ASCII bytes may be special, so the result
 /// stays valid UTF-8.
 #[inline(always)]
-fn write_mapped(
-    out: &mut Vec<u8>,
-    text: &str,
-    special: impl Fn(u8) -> bool + Copy,
-    replace: impl Fn(u8) -> &'static [u8],
-) {
+fn write_mapped(out: &mut Vec<u8>, text: &str, special: impl Fn(u8) -> bool + Copy, replace: impl Fn(u8) -> &'static [u8]) {
     let mut rest = text.as_bytes();
     while let Some(at) = find_special(rest, special) {
         out.extend_from_slice(&rest[..at]);

@@ -70,9 +70,9 @@ impl LeefConfig {
     /// Checks the custom key prefix; returns one message per problem.
     pub fn problems(&self) -> Vec<String> {
         match &self.custom_key_prefix {
-            Some(prefix) if !valid_key_prefix(prefix) => vec![format!(
-                "siem.leef.custom_key_prefix: {prefix:?} must be ASCII letters and digits, starting with a letter"
-            )],
+            Some(prefix) if !valid_key_prefix(prefix) => {
+                vec![format!("siem.leef.custom_key_prefix: {prefix:?} must be ASCII letters and digits, starting with a letter")]
+            }
             _ => Vec::new(),
         }
     }
@@ -84,9 +84,7 @@ impl LeefConfig {
         [("vendor", &product.vendor), ("name", &product.name), ("version", &product.version)]
             .into_iter()
             .filter(|(_, value)| value.is_empty() || value.contains('|') || value.chars().any(char::is_control))
-            .map(|(key, value)| {
-                format!("siem.product.{key}: {value:?} must be non-empty, without `|` or control characters (LEEF header)")
-            })
+            .map(|(key, value)| format!("siem.product.{key}: {value:?} must be non-empty, without `|` or control characters (LEEF header)"))
             .collect()
     }
 
@@ -309,10 +307,7 @@ mod tests {
 
     #[test]
     fn extras_become_custom_attributes_and_ips_fill_src_and_dst() {
-        let event = enriched(&SEED_A.replace(
-            "}",
-            r#","src_ip":"10.0.0.7","dst_ip":"not an ip","ticket":"CHG\t1","n":3}"#,
-        ));
+        let event = enriched(&SEED_A.replace("}", r#","src_ip":"10.0.0.7","dst_ip":"not an ip","ticket":"CHG\t1","n":3}"#));
         let line = encode_to_string(&example_encoder(), &event);
         assert!(line.ends_with("\tsrc=10.0.0.7\tAcmeRuntimeGuardSrcip=10.0.0.7\tAcmeRuntimeGuardDstip=not an ip\tAcmeRuntimeGuardTicket=CHG 1\tAcmeRuntimeGuardN=3"), "{line}");
         let off = LeefConfig { extra_fields: false, ..LeefConfig::default() }.build(&example_product());

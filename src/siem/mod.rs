@@ -5,17 +5,17 @@
 //! in `tests/data/siem/` check byte for byte. Vocabulary shared by all formats lives here.
 
 pub mod asim;
+pub mod cef;
 pub mod ecs;
+pub mod escape;
 pub mod json;
+pub mod leef;
 pub mod ocsf;
 pub mod otlp;
-pub mod udm;
-pub mod cef;
-pub mod escape;
-pub mod leef;
 pub mod splunk;
 #[cfg(test)]
 mod test_support;
+pub mod udm;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,10 +79,7 @@ pub fn actor_type(event: &EnrichedEvent) -> &'static str {
 /// `<action> of <artifact> on <target> by <actor> <result> by policy <policy>`.
 pub fn message(event: &EnrichedEvent) -> String {
     let e = &event.event;
-    format!(
-        "{} of {} on {} by {} {} by policy {}",
-        e.action, e.artifact, e.target, e.actor, e.result, e.policy
-    )
+    format!("{} of {} on {} by {} {} by policy {}", e.action, e.artifact, e.target, e.actor, e.result, e.policy)
 }
 
 /// The pieces of [`message`], in order, for encoders that write (and truncate) the summary

@@ -324,29 +324,15 @@ impl Encoder for OcsfEncoder {
             message: Message(enriched),
             metadata: Metadata {
                 version: OCSF_VERSION,
-                product: MetaProduct {
-                    name: &self.product.name,
-                    vendor_name: &self.product.vendor,
-                    version: &self.product.version,
-                },
+                product: MetaProduct { name: &self.product.name, vendor_name: &self.product.vendor, version: &self.product.version },
                 uid: &enriched.event_id,
                 correlation_uid: &e.trace,
                 original_time: &e.ts,
                 log_name: &self.config.log_name,
-                profiles: if parts.is_some() {
-                    &["cloud", "security_control", "trace"]
-                } else {
-                    &["security_control", "trace"]
-                },
+                profiles: if parts.is_some() { &["cloud", "security_control", "trace"] } else { &["security_control", "trace"] },
             },
             actor: Actor {
-                user: User {
-                    name: &enriched.actor_id,
-                    uid: &e.actor,
-                    email_addr: user_email(enriched),
-                    type_id,
-                    kind: user_type,
-                },
+                user: User { name: &enriched.actor_id, uid: &e.actor, email_addr: user_email(enriched), type_id, kind: user_type },
                 app_name: service,
                 authorizations: [Authorization { decision: &e.result, policy: Named { name: &e.policy } }],
             },
@@ -429,13 +415,9 @@ mod tests {
         // objects/actor.json, user.json, network_endpoint.json, policy.json `constraints`.
         any_of("actor", &["process", "user", "invoked_by", "session", "app_name", "app_uid"]);
         any_of("actor.user", &["account", "name", "uid"]);
-        any_of(
-            "src_endpoint",
-            &["ip", "uid", "name", "hostname", "svc_name", "instance_uid", "interface_uid", "interface_name", "domain"],
-        );
+        any_of("src_endpoint", &["ip", "uid", "name", "hostname", "svc_name", "instance_uid", "interface_uid", "interface_name", "domain"]);
         any_of("policy", &["name", "type", "uid"]);
-        let profiles: Vec<&str> =
-            record["metadata"]["profiles"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        let profiles: Vec<&str> = record["metadata"]["profiles"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
         // profiles/cloud.json: `cloud` is required by the profile, and only valid with it (as is
         // resources[].region, a cloud-profile attribute of resource_details).
         assert_eq!(profiles.contains(&"cloud"), record.get("cloud").is_some());

@@ -55,9 +55,7 @@ impl OtlpConfig {
         if valid {
             Vec::new()
         } else {
-            vec![format!(
-                "siem.otlp.attribute_prefix: {p:?} must be dot-separated names of ASCII letters, digits, `_` or `-`"
-            )]
+            vec![format!("siem.otlp.attribute_prefix: {p:?} must be dot-separated names of ASCII letters, digits, `_` or `-`")]
         }
     }
 
@@ -329,9 +327,7 @@ impl Serialize for KvList<'_> {
         struct Items<'a>(&'a Map<String, Value>);
         impl Serialize for Items<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(
-                    self.0.iter().map(|(key, value)| KeyValue { key: Key::Plain(key), value: AnyValue::Json(value) }),
-                )
+                serializer.collect_seq(self.0.iter().map(|(key, value)| KeyValue { key: Key::Plain(key), value: AnyValue::Json(value) }))
             }
         }
         Values { values: Items(self.0) }.serialize(serializer)
@@ -498,10 +494,7 @@ mod tests {
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
         assert_eq!(trace_context(id), Some(TraceContext { trace_id: id, span_id: None, flags: None }));
         let parent = format!("00-{id}-00f067aa0ba902b7-01");
-        assert_eq!(
-            trace_context(&parent),
-            Some(TraceContext { trace_id: id, span_id: Some("00f067aa0ba902b7"), flags: Some(1) })
-        );
+        assert_eq!(trace_context(&parent), Some(TraceContext { trace_id: id, span_id: Some("00f067aa0ba902b7"), flags: Some(1) }));
         for bad in [
             "tr-8f2c7a91-2b14-4e8e",
             "4BF92F3577B34DA6A3CE929D0E0E4736",
@@ -531,10 +524,8 @@ mod tests {
 
     #[test]
     fn extras_become_typed_attributes() {
-        let text = SEED_A.replace(
-            "}",
-            r#","n":-3,"big":18446744073709551615,"f":0.5,"ok":true,"none":null,"list":[1,"a"],"obj":{"k":"v"}}"#,
-        );
+        let text =
+            SEED_A.replace("}", r#","n":-3,"big":18446744073709551615,"f":0.5,"ok":true,"none":null,"list":[1,"a"],"obj":{"k":"v"}}"#);
         let r = encode(&enriched(&text, 0));
         let rec = record(&r);
         let a = |key: &str| attribute(rec, &format!("runtime_audit.extra.{key}")).unwrap().clone();

@@ -93,10 +93,7 @@ impl SplunkConfig {
 /// `<vendor>:<product>:decision`, lowercase, keeping letters, digits, `_`, `-` and `.`.
 fn default_sourcetype(product: &Product) -> String {
     let clean = |text: &str| -> String {
-        text.chars()
-            .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
-            .flat_map(char::to_lowercase)
-            .collect()
+        text.chars().filter(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')).flat_map(char::to_lowercase).collect()
     };
     format!("{}:{}:decision", clean(&product.vendor), clean(&product.name))
 }

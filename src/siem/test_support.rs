@@ -74,40 +74,31 @@ pub fn arbitrary_event() -> impl Strategy<Value = EnrichedEvent> {
     ];
     let target = prop_oneof![
         hostile_string(),
-        (hostile_string(), hostile_string(), hostile_string())
-            .prop_map(|(p, r, c)| format!("{}:{}:{}", p.replace(':', ""), r.replace(':', ""), c.replace(':', ""))),
+        (hostile_string(), hostile_string(), hostile_string()).prop_map(|(p, r, c)| format!(
+            "{}:{}:{}",
+            p.replace(':', ""),
+            r.replace(':', ""),
+            c.replace(':', "")
+        )),
     ];
     let result = prop_oneof![Just("allowed".to_owned()), Just("denied".to_owned()), hostile_string()];
     let times = prop_oneof![any::<i64>(), 0i64..4_000_000_000_000];
     let texts = (hostile_string(), hostile_string(), hostile_string(), hostile_string(), hostile_string(), hostile_string());
     let extras = prop::collection::vec((hostile_string(), extra_value()), 0..4);
-    (actor, target, result, times, texts, prop::option::of(hostile_string()), extras, 0u8..=255)
-        .prop_map(|(actor, target, result, ts_ms, (ts, action, artifact, policy, mode, trace), reason, extras, severity)| {
+    (actor, target, result, times, texts, prop::option::of(hostile_string()), extras, 0u8..=255).prop_map(
+        |(actor, target, result, ts_ms, (ts, action, artifact, policy, mode, trace), reason, extras, severity)| {
             let decision = match result.as_str() {
                 "allowed" => Decision::Allowed,
                 "denied" => Decision::Denied,
                 _ => Decision::Other,
             };
             let extra: Map<String, Value> = extras.into_iter().collect();
-            let event = AuditEvent {
-                ts,
-                ts_ms,
-                actor,
-                action,
-                artifact,
-                policy,
-                target,
-                mode,
-                trace,
-                result,
-                decision,
-                reason,
-                extra,
-            };
+            let event = AuditEvent { ts, ts_ms, actor, action, artifact, policy, target, mode, trace, result, decision, reason, extra };
             let mut enriched = enrich(event, &SourceRecord::default(), 0, &SeverityLadder::default());
             enriched.severity = severity;
             enriched
-        })
+        },
+    )
 }
 
 #[test]

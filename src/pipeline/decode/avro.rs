@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value as Avro;
-use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 use serde_json::{Number, Value};
 
@@ -71,10 +71,9 @@ impl AvroSchemas {
     /// read it, otherwise every record with this id is dead-lettered as incompatible.
     pub fn insert(&mut self, id: u32, text: &str) {
         let entry = match Schema::parse_str(text) {
-            Err(error) => Entry::Rejected(Reject::new(
-                RejectCode::IncompatibleSchema,
-                format!("schema id {id} is not a valid avro schema: {error}"),
-            )),
+            Err(error) => {
+                Entry::Rejected(Reject::new(RejectCode::IncompatibleSchema, format!("schema id {id} is not a valid avro schema: {error}")))
+            }
             Ok(writer) => match SchemaCompatibility::can_read(&writer, &self.reader) {
                 Ok(_) => {
                     // The reader borrows its schema. Leaking one schema per registered id keeps
@@ -112,19 +111,15 @@ impl AvroSchemas {
         let writer = match self.by_id.get(&id) {
             Some(Entry::Ready(writer)) => writer,
             Some(Entry::Rejected(reject)) => return Err(reject.clone()),
-            None => {
-                return Err(Reject::new(RejectCode::UnknownSchemaId, format!("schema id {id} was not loaded")))
-            }
+            None => return Err(Reject::new(RejectCode::UnknownSchemaId, format!("schema id {id} was not loaded"))),
         };
         let mut rest = datum;
-        let value = writer.reader.read_value(&mut rest).map_err(|error| {
-            Reject::new(RejectCode::InvalidAvro, format!("avro datum does not decode with schema id {id}: {error}"))
-        })?;
+        let value = writer
+            .reader
+            .read_value(&mut rest)
+            .map_err(|error| Reject::new(RejectCode::InvalidAvro, format!("avro datum does not decode with schema id {id}: {error}")))?;
         if !rest.is_empty() {
-            return Err(Reject::new(
-                RejectCode::InvalidAvro,
-                format!("avro datum has {} trailing bytes after the record", rest.len()),
-            ));
+            return Err(Reject::new(RejectCode::InvalidAvro, format!("avro datum has {} trailing bytes after the record", rest.len())));
         }
         let (Avro::Record(fields), Schema::Record(record)) = (value, writer.schema) else {
             return Err(Reject::new(RejectCode::InvalidAvro, format!("schema id {id} does not describe a record")));
@@ -252,8 +247,15 @@ mod tests {
     fn v2_datum(region: Option<&str>) -> Vec<u8> {
         let schema = Schema::parse_str(V2).unwrap();
         let mut fields: Vec<(String, Avro)> = [
-            ("trace", "tr-1"), ("ts", "2026-04-18T14:22:07.441Z"), ("actor", "user:a"), ("action", "deploy"),
-            ("artifact", "x@1"), ("policy", "p"), ("target", "aws:eu-west-1:c1"), ("mode", "fixed"), ("result", "allowed"),
+            ("trace", "tr-1"),
+            ("ts", "2026-04-18T14:22:07.441Z"),
+            ("actor", "user:a"),
+            ("action", "deploy"),
+            ("artifact", "x@1"),
+            ("policy", "p"),
+            ("target", "aws:eu-west-1:c1"),
+            ("mode", "fixed"),
+            ("result", "allowed"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), Avro::String(v.to_owned())))

@@ -16,10 +16,7 @@ use crate::pipeline::reject::{Reject, RejectCode};
 /// Parses one JSON record into a [`RawEvent`], or says precisely why it cannot.
 pub fn decode(bytes: &[u8]) -> Result<RawEvent, Reject> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
-        Reject::new(
-            RejectCode::InvalidUtf8,
-            format!("record is not valid utf-8: invalid byte at offset {}", error.valid_up_to()),
-        )
+        Reject::new(RejectCode::InvalidUtf8, format!("record is not valid utf-8: invalid byte at offset {}", error.valid_up_to()))
     })?;
     let mut duplicate = None;
     let mut de = serde_json::Deserializer::from_str(text);
@@ -29,10 +26,9 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, Reject> {
     });
     match parsed {
         Ok(raw) => Ok(raw),
-        Err(_) if duplicate.is_some() => Err(Reject::new(
-            RejectCode::DuplicateField,
-            format!("field `{}` appears more than once", duplicate.unwrap_or_default()),
-        )),
+        Err(_) if duplicate.is_some() => {
+            Err(Reject::new(RejectCode::DuplicateField, format!("field `{}` appears more than once", duplicate.unwrap_or_default())))
+        }
         Err(error) => Err(classify(bytes, error)),
     }
 }

@@ -11,8 +11,7 @@ use serde_json::{Map, Value};
 use crate::pipeline::reject::{Reject, RejectCode};
 
 /// The canonical fields in schema order, `reason` last. `RawEvent::canonical` is indexed by position.
-pub const CANONICAL: [&str; 10] =
-    ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result", "reason"];
+pub const CANONICAL: [&str; 10] = ["ts", "actor", "action", "artifact", "policy", "target", "mode", "trace", "result", "reason"];
 
 /// The value of a canonical field as decoded, before the field rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,11 +78,7 @@ pub fn detect(payload: Option<&[u8]>, limits: DecodeLimits) -> Result<WireFormat
     if bytes.len() > limits.max_record_bytes {
         return Err(Reject::new(
             RejectCode::RecordTooLarge,
-            format!(
-                "record value is {} bytes, over limits.max_record_bytes = {}",
-                bytes.len(),
-                limits.max_record_bytes
-            ),
+            format!("record value is {} bytes, over limits.max_record_bytes = {}", bytes.len(), limits.max_record_bytes),
         ));
     }
     if bytes[0] == 0 {
@@ -117,10 +112,7 @@ mod tests {
         assert_eq!(detect(Some(b""), LIMITS).unwrap_err().code, RejectCode::EmptyPayload);
         assert_eq!(detect(Some(&[b' '; 17]), LIMITS).unwrap_err().code, RejectCode::RecordTooLarge);
         assert_eq!(detect(Some(&[0, 0, 1]), LIMITS).unwrap_err().code, RejectCode::TruncatedFraming);
-        assert_eq!(
-            detect(Some(&[0, 0, 0, 1, 2, 9]), LIMITS).unwrap(),
-            WireFormat::ConfluentAvro { schema_id: 258 }
-        );
+        assert_eq!(detect(Some(&[0, 0, 0, 1, 2, 9]), LIMITS).unwrap(), WireFormat::ConfluentAvro { schema_id: 258 });
         assert_eq!(detect(Some(b"{}"), LIMITS).unwrap(), WireFormat::Json);
         assert_eq!(detect(Some(&[1, 0, 0, 0, 1, 2]), LIMITS).unwrap_err().code, RejectCode::UnknownFormat);
         assert_eq!(detect(Some(&[0xef, 0xbb, 0xbf, b'{', b'}']), LIMITS).unwrap_err().code, RejectCode::UnknownFormat);

@@ -42,12 +42,8 @@ impl PolicyCatalog {
             if let Some(severity) = entry.severity.filter(|s| *s > 10) {
                 return Err(format!("policies.\"{name}\".severity: {severity} is outside the 0-10 scale"));
             }
-            let meta = PolicyMeta {
-                owner: entry.owner,
-                description: entry.description,
-                severity: entry.severity,
-                compliance: entry.compliance,
-            };
+            let meta =
+                PolicyMeta { owner: entry.owner, description: entry.description, severity: entry.severity, compliance: entry.compliance };
             policies.insert(name, Arc::new(meta));
         }
         Ok(PolicyCatalog { policies })

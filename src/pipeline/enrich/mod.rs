@@ -60,11 +60,8 @@ impl Enricher {
         let policy_meta = self.catalog.as_ref().and_then(|c| c.get(&event.policy).cloned());
         let policy_unknown = self.catalog.is_some() && policy_meta.is_none();
         let mut enriched = enrich(event, source, ingest_ms, &self.ladder);
-        enriched.severity = self.ladder.severity(
-            enriched.event.decision,
-            &enriched.event.mode,
-            policy_meta.as_ref().and_then(|m| m.severity),
-        );
+        enriched.severity =
+            self.ladder.severity(enriched.event.decision, &enriched.event.mode, policy_meta.as_ref().and_then(|m| m.severity));
         enriched.policy_meta = policy_meta;
         enriched.policy_unknown = policy_unknown;
         enriched
@@ -80,11 +77,9 @@ pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: 
     };
     let mut parts = event.target.split(':');
     let target_parts = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(provider), Some(region), Some(cluster), None) => Some(TargetParts {
-            provider: provider.to_owned(),
-            region: region.to_owned(),
-            cluster: cluster.to_owned(),
-        }),
+        (Some(provider), Some(region), Some(cluster), None) => {
+            Some(TargetParts { provider: provider.to_owned(), region: region.to_owned(), cluster: cluster.to_owned() })
+        }
         _ => None,
     };
     let severity = ladder.severity(event.decision, &event.mode, None);
@@ -96,12 +91,7 @@ pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: 
         artifact_version,
         target_parts,
         severity,
-        provenance: Provenance {
-            topic: source.topic.clone(),
-            partition: source.partition,
-            offset: source.offset,
-            ingest_ms,
-        },
+        provenance: Provenance { topic: source.topic.clone(), partition: source.partition, offset: source.offset, ingest_ms },
         policy_meta: None,
         policy_unknown: false,
         event,
@@ -111,17 +101,8 @@ pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: 
 /// UUIDv5 in the URL namespace over `ts|actor|action|artifact|policy|target|trace|result`, with
 /// `ts` in its normalised form: the same event always gets the same id, so consumers can de-duplicate.
 pub fn event_id(event: &AuditEvent) -> String {
-    let name = [
-        event.ts.as_str(),
-        &event.actor,
-        &event.action,
-        &event.artifact,
-        &event.policy,
-        &event.target,
-        &event.trace,
-        &event.result,
-    ]
-    .join("|");
+    let name = [event.ts.as_str(), &event.actor, &event.action, &event.artifact, &event.policy, &event.target, &event.trace, &event.result]
+        .join("|");
     Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
 }
 
@@ -137,17 +118,16 @@ mod tests {
     #[test]
     fn event_id_matches_the_format_notes() {
         // Seed A of the SIEM format notes and its published UUIDv5.
-        let a = event(r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"user:j.patel@acme.com","action":"deploy","artifact":"billing-service@v4.2.1","policy":"prod-billing-deploy-v3","target":"aws:us-east-1:cluster-prod-02","mode":"fixed","trace":"tr-8f2c7a91-2b14-4e8e","result":"allowed"}"#);
+        let a = event(
+            r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"user:j.patel@acme.com","action":"deploy","artifact":"billing-service@v4.2.1","policy":"prod-billing-deploy-v3","target":"aws:us-east-1:cluster-prod-02","mode":"fixed","trace":"tr-8f2c7a91-2b14-4e8e","result":"allowed"}"#,
+        );
         assert_eq!(event_id(&a), "7c89f897-af79-5960-b7f4-294fd28cd35a");
     }
 
     #[test]
     fn catalog_sets_metadata_severity_and_the_unknown_flag() {
         let catalog = PolicyCatalog::parse("[policies.p]\nowner = \"o\"\nseverity = 9\n").unwrap();
-        let enricher = Enricher {
-            ladder: SeverityLadder { allowed: 2, denied: 5, adaptive_raise: 2 },
-            catalog: Some(Arc::new(catalog)),
-        };
+        let enricher = Enricher { ladder: SeverityLadder { allowed: 2, denied: 5, adaptive_raise: 2 }, catalog: Some(Arc::new(catalog)) };
         let base = r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"user:a","action":"x","artifact":"a@1","policy":"POLICY","target":"t","mode":"MODE","trace":"t","result":"RESULT"}"#;
         let run = |policy: &str, mode: &str, result: &str| {
             let text = base.replace("POLICY", policy).replace("MODE", mode).replace("RESULT", result);
@@ -161,13 +141,19 @@ mod tests {
         let unknown = run("q", "adaptive", "denied");
         assert_eq!((unknown.severity, unknown.policy_unknown), (7, true));
         assert!(unknown.policy_meta.is_none());
-        let no_catalog = Enricher::default().enrich(event(&base.replace("POLICY", "q").replace("MODE", "fixed").replace("RESULT", "denied")), &SourceRecord::default(), 0);
+        let no_catalog = Enricher::default().enrich(
+            event(&base.replace("POLICY", "q").replace("MODE", "fixed").replace("RESULT", "denied")),
+            &SourceRecord::default(),
+            0,
+        );
         assert!(!no_catalog.policy_unknown, "without a catalog nothing is flagged");
     }
 
     #[test]
     fn splits_actor_artifact_and_target() {
-        let e = event(r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"service:a:b","action":"x","artifact":"pkg@scope@1.0","policy":"p","target":"onprem:dc1","mode":"fixed","trace":"t","result":"denied"}"#);
+        let e = event(
+            r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"service:a:b","action":"x","artifact":"pkg@scope@1.0","policy":"p","target":"onprem:dc1","mode":"fixed","trace":"t","result":"denied"}"#,
+        );
         let enriched = enrich(e, &SourceRecord::default(), 0, &SeverityLadder::default());
         assert_eq!((enriched.actor_kind.as_str(), enriched.actor_id.as_str()), ("service", "a:b"));
         assert_eq!(enriched.artifact_name, "pkg@scope");

@@ -167,10 +167,17 @@ mod tests {
 
     #[test]
     fn parses_hyphenated_uuids_like_the_uuid_crate() {
-        for text in ["7c89f897-af79-5960-b7f4-294fd28cd35a", "CEC2C36B-1A68-5E27-9009-9862FBE0FE52", "00000000-0000-0000-0000-000000000000"] {
+        for text in ["7c89f897-af79-5960-b7f4-294fd28cd35a", "CEC2C36B-1A68-5E27-9009-9862FBE0FE52", "00000000-0000-0000-0000-000000000000"]
+        {
             assert_eq!(parse_uuid(text), Some(Uuid::try_parse(text).unwrap()));
         }
-        for text in ["", "7c89f897af795960b7f4294fd28cd35a", "7c89f897-af79-5960-b7f4-294fd28cd35g", "7c89f897-af79-5960-b7f4_294fd28cd35a", "{7c89f897-af79-5960-b7f4-294fd28cd35}"] {
+        for text in [
+            "",
+            "7c89f897af795960b7f4294fd28cd35a",
+            "7c89f897-af79-5960-b7f4-294fd28cd35g",
+            "7c89f897-af79-5960-b7f4_294fd28cd35a",
+            "{7c89f897-af79-5960-b7f4-294fd28cd35}",
+        ] {
             assert_eq!(parse_uuid(text), None, "{text}");
         }
     }

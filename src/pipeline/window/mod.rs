@@ -34,9 +34,9 @@ pub use settings::{RuleConfig, WindowSettings, DEFAULT_RULE_SEVERITY, MAX_SPAN_M
 pub use summary::{rfc3339, summary_id, CloseReason, Step, StepFields, TraceSummary};
 
 use crate::model::{Decision, EnrichedEvent};
-use rules::Rule;
 use index::{TraceId, TraceIndex};
 use intern::Interner;
+use rules::Rule;
 use state::{Closed, PartIx, PartRef, Partition, Slab, Slot, Window};
 
 /// The open windows of all traces, and the watermarks of all partitions.
@@ -118,9 +118,10 @@ impl Windows {
             self.extend(slot, event, part, &mut out);
         } else if watermark >= e.ts_ms.saturating_add(self.gap.min(self.max_duration)) {
             self.late += 1;
-            let remembered = self.closed.get(hash, &e.trace).filter(|&(start, end)| {
-                e.ts_ms >= start.saturating_sub(self.gap) && e.ts_ms <= end.saturating_add(self.gap)
-            });
+            let remembered = self
+                .closed
+                .get(hash, &e.trace)
+                .filter(|&(start, end)| e.ts_ms >= start.saturating_sub(self.gap) && e.ts_ms <= end.saturating_add(self.gap));
             out.push(WindowOutput::Late(LateEvent {
                 event: Box::new(event.clone()),
                 summary_id: remembered.map(|(start, _)| summary_id(&e.trace, start)),
@@ -370,8 +371,7 @@ impl Windows {
     }
 
     fn step(&mut self, event: &EnrichedEvent) -> Step {
-        let id = intern::parse_uuid(&event.event_id)
-            .unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_URL, event.event_id.as_bytes()));
+        let id = intern::parse_uuid(&event.event_id).unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_URL, event.event_id.as_bytes()));
         Step {
             ts_ms: event.event.ts_ms,
             offset: event.provenance.offset,

@@ -215,10 +215,7 @@ impl LateEvent {
             reason: self.reason.as_str(),
             watermark_ms: self.watermark_ms,
             event: Canonical::of(e),
-            source: LateSource {
-                at: SourceJson { topic: &p.topic, partition: p.partition, offset: p.offset },
-                ingest_ms: p.ingest_ms,
-            },
+            source: LateSource { at: SourceJson { topic: &p.topic, partition: p.partition, offset: p.offset }, ingest_ms: p.ingest_ms },
         };
         crate::json_out::write(out, &json);
     }

@@ -193,7 +193,13 @@ mod tests {
         let rule = || RuleConfig::DenyCount { name: "dc".into(), min: 3, severity: 8 };
         let two = steps(&[(1, "u", "x", "run", D, "fixed"), (2, "u", "x", "run", A, "fixed"), (3, "u", "x", "run", D, "fixed")]);
         assert!(run(rule(), &two).is_empty());
-        let four = steps(&[(1, "u", "x", "run", D, "f"), (2, "v", "y", "run", D, "f"), (3, "u", "x", "run", O, "f"), (4, "u", "x", "run", D, "f"), (5, "u", "x", "run", D, "f")]);
+        let four = steps(&[
+            (1, "u", "x", "run", D, "f"),
+            (2, "v", "y", "run", D, "f"),
+            (3, "u", "x", "run", O, "f"),
+            (4, "u", "x", "run", D, "f"),
+            (5, "u", "x", "run", D, "f"),
+        ]);
         let hits = run(rule(), &four);
         assert_eq!(hits.len(), 1);
         assert_eq!(offsets(&hits[0]), vec![0, 1, 3], "the first `min` denials");
@@ -205,9 +211,22 @@ mod tests {
     fn deny_then_allow_matches_actor_and_artifact_in_order() {
         let rule = || RuleConfig::DenyThenAllow { name: "dta".into(), severity: 7 };
         // Allow before deny, other actor, other artifact: no hit.
-        let none = steps(&[(1, "u", "x", "run", A, "f"), (2, "u", "x", "run", D, "f"), (3, "v", "x", "run", A, "f"), (4, "u", "y", "run", A, "f"), (5, "u", "x", "run", O, "f")]);
+        let none = steps(&[
+            (1, "u", "x", "run", A, "f"),
+            (2, "u", "x", "run", D, "f"),
+            (3, "v", "x", "run", A, "f"),
+            (4, "u", "y", "run", A, "f"),
+            (5, "u", "x", "run", O, "f"),
+        ]);
         assert!(run(rule(), &none).is_empty());
-        let two = steps(&[(1, "u", "x", "run", D, "f"), (2, "u", "x", "run", D, "f"), (3, "u", "x", "run", A, "f"), (4, "u", "x", "run", A, "f"), (5, "u", "x", "run", D, "f"), (6, "u", "x", "run", A, "f")]);
+        let two = steps(&[
+            (1, "u", "x", "run", D, "f"),
+            (2, "u", "x", "run", D, "f"),
+            (3, "u", "x", "run", A, "f"),
+            (4, "u", "x", "run", A, "f"),
+            (5, "u", "x", "run", D, "f"),
+            (6, "u", "x", "run", A, "f"),
+        ]);
         let hits = run(rule(), &two);
         assert_eq!(hits.iter().map(offsets).collect::<Vec<_>>(), vec![vec![0, 2], vec![4, 5]]);
         assert_ne!(hits[0].hit_id, hits[1].hit_id);
@@ -222,7 +241,12 @@ mod tests {
         let same = steps(&[(1, "u", "x", "run", A, "fixed"), (2, "v", "y", "run", D, "fixed")]);
         assert!(run(rule(), &same).is_empty());
         assert!(run(rule(), &steps(&[(1, "u", "x", "run", A, "fixed")])).is_empty());
-        let flips = steps(&[(1, "u", "x", "run", A, "fixed"), (2, "u", "x", "run", A, "adaptive"), (3, "u", "x", "run", A, "adaptive"), (4, "u", "x", "run", A, "fixed")]);
+        let flips = steps(&[
+            (1, "u", "x", "run", A, "fixed"),
+            (2, "u", "x", "run", A, "adaptive"),
+            (3, "u", "x", "run", A, "adaptive"),
+            (4, "u", "x", "run", A, "fixed"),
+        ]);
         let hits = run(rule(), &flips);
         assert_eq!(hits.iter().map(offsets).collect::<Vec<_>>(), vec![vec![0, 1], vec![2, 3]]);
         assert_eq!(hits[0].description, "mode changed from fixed to adaptive");
@@ -230,9 +254,21 @@ mod tests {
 
     #[test]
     fn action_after_deny_within_the_interval() {
-        let rule = |same_actor| RuleConfig::ActionAfterDeny { name: "aad".into(), action: "execute".into(), within_ms: 100, same_actor, severity: 9 };
+        let rule = |same_actor| RuleConfig::ActionAfterDeny {
+            name: "aad".into(),
+            action: "execute".into(),
+            within_ms: 100,
+            same_actor,
+            severity: 9,
+        };
         // Too late after the denial, action before any denial, other action: no hit.
-        let none = steps(&[(0, "u", "x", "execute", A, "f"), (10, "u", "x", "deploy", D, "f"), (111, "u", "x", "execute", A, "f"), (150, "u", "x", "deploy", D, "f"), (160, "u", "x", "modify", A, "f")]);
+        let none = steps(&[
+            (0, "u", "x", "execute", A, "f"),
+            (10, "u", "x", "deploy", D, "f"),
+            (111, "u", "x", "execute", A, "f"),
+            (150, "u", "x", "deploy", D, "f"),
+            (160, "u", "x", "modify", A, "f"),
+        ]);
         assert!(run(rule(false), &none).is_empty());
         let hit = steps(&[(10, "u", "x", "deploy", D, "f"), (50, "v", "x", "deploy", D, "f"), (110, "u", "y", "execute", A, "f")]);
         let hits = run(rule(false), &hit);

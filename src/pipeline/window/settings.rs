@@ -128,8 +128,7 @@ impl WindowSettings {
     /// Every problem with these settings, each starting with its key path under `window.`.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (key, value) in
-            [("gap_ms", self.gap_ms), ("max_duration_ms", self.max_duration_ms), ("idle_timeout_ms", self.idle_timeout_ms)]
+        for (key, value) in [("gap_ms", self.gap_ms), ("max_duration_ms", self.max_duration_ms), ("idle_timeout_ms", self.idle_timeout_ms)]
         {
             if value == 0 || value > MAX_SPAN_MS {
                 out.push(format!("window.{key}: must be 1 to {MAX_SPAN_MS}"));

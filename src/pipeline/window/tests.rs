@@ -111,7 +111,10 @@ fn out_of_order_events_are_ordered_by_time_then_offset() {
     }
     let out = w.flush_all();
     let s = only_summary(&out);
-    assert_eq!(s.steps.iter().map(|s| (s.ts_ms, s.offset)).collect::<Vec<_>>(), vec![(10, 7), (50, 1), (75, 4), (75, 5), (100, 0), (120, 6)]);
+    assert_eq!(
+        s.steps.iter().map(|s| (s.ts_ms, s.offset)).collect::<Vec<_>>(),
+        vec![(10, 7), (50, 1), (75, 4), (75, 5), (100, 0), (120, 6)]
+    );
     assert_eq!((s.start_ms, s.end_ms), (10, 120));
     assert_eq!(s.summary_id, summary_id("a", 10));
 }
@@ -135,7 +138,10 @@ fn late_events_are_emitted_counted_and_name_their_summary() {
     let mut json = Vec::new();
     out[0].to_json(&mut json);
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    assert_eq!((json["kind"].as_str(), json["reason"].as_str(), json["source"]["offset"].as_i64()), (Some("late_event"), Some("behind_watermark"), Some(4)));
+    assert_eq!(
+        (json["kind"].as_str(), json["reason"].as_str(), json["source"]["offset"].as_i64()),
+        (Some("late_event"), Some("behind_watermark"), Some(4))
+    );
     assert!(json.get("summary_id").is_none());
     assert_eq!(json["event"]["trace"], "c");
     assert_eq!(w.late_events(), 2);
@@ -278,9 +284,7 @@ fn summaries_and_rule_hits_are_deterministic() {
     };
     let out = run();
     assert_eq!(out, run());
-    let [WindowOutput::Summary(s), WindowOutput::RuleHit(count), WindowOutput::RuleHit(flip)] = out.as_slice() else {
-        panic!("{out:?}")
-    };
+    let [WindowOutput::Summary(s), WindowOutput::RuleHit(count), WindowOutput::RuleHit(flip)] = out.as_slice() else { panic!("{out:?}") };
     assert_eq!(s.rule_hits.iter().map(|r| &**r).collect::<Vec<_>>(), vec!["two-denials", "flip"]);
     assert_eq!((s.allowed, s.denied), (1, 2));
     assert_eq!((count.rule_type, count.events.len(), count.ts_ms), (RuleType::DenyCount, 2, 5));
@@ -382,7 +386,18 @@ mod naive {
 
     impl Model {
         pub fn new(gap: i64, max_duration: i64, lateness: i64, idle: i64, max_open: usize, max_events: usize) -> Self {
-            Model { gap, max_duration, lateness, idle, max_open, max_events, parts: BTreeMap::new(), wins: Vec::new(), closed: BTreeMap::new(), seq: 0 }
+            Model {
+                gap,
+                max_duration,
+                lateness,
+                idle,
+                max_open,
+                max_events,
+                parts: BTreeMap::new(),
+                wins: Vec::new(),
+                closed: BTreeMap::new(),
+                seq: 0,
+            }
         }
 
         fn wm(&self, p: i32) -> i64 {
@@ -468,7 +483,10 @@ mod naive {
 
         pub fn flush_partition(&mut self, p: i32) -> Vec<Out> {
             let mut out = Vec::new();
-            while let Some(i) = (0..self.wins.len()).filter(|&i| self.wins[i].parts().contains(&p)).min_by_key(|&i| (self.wins[i].first(), self.wins[i].seq)) {
+            while let Some(i) = (0..self.wins.len())
+                .filter(|&i| self.wins[i].parts().contains(&p))
+                .min_by_key(|&i| (self.wins[i].first(), self.wins[i].seq))
+            {
                 self.close(i, "flush", false, &mut out);
             }
             self.parts.remove(&p);
