@@ -300,6 +300,8 @@ struct Eos {
     restored: HashSet<TopicPartition>,
     /// A delivery of the open transaction failed: it must be aborted.
     failed: bool,
+    /// The open transaction's changelog records, folded, written just before it commits.
+    pending: crate::pipeline::changelog::Pending,
     rewind: Arc<AtomicBool>,
     assigned: Arc<AtomicBool>,
     timeout: Duration,
@@ -459,6 +461,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             positions: HashMap::new(),
             restored: HashSet::new(),
             failed: false,
+            pending: Default::default(),
             rewind: rewind.clone(),
             assigned: assigned.clone(),
             timeout,
@@ -674,6 +677,26 @@ impl Runner {
 
     /// Sends outputs; each holds back its `holds`, or the record at `own` when it has none.
     async fn send_all(&mut self, outputs: Vec<Output>, own: Option<(&TopicPartition, i64)>) -> Result<(), RunError> {
+        // Exactly-once: changelog records wait for the commit, folded (see `changelog::Pending`).
+        let outputs = match self.eos.as_mut() {
+            Some(eos) => outputs
+                .into_iter()
+                .filter_map(|output| {
+                    if output.topic == eos.changelog {
+                        eos.pending.push(output);
+                        None
+                    } else {
+                        Some(output)
+                    }
+                })
+                .collect(),
+            None => outputs,
+        };
+        self.send_now(outputs, own).await
+    }
+
+    /// [`Runner::send_all`] without holding changelog records back.
+    async fn send_now(&mut self, outputs: Vec<Output>, own: Option<(&TopicPartition, i64)>) -> Result<(), RunError> {
         let mut epoch = 0;
         if let Some(eos) = self.eos.as_mut() {
             if outputs.is_empty() {
@@ -808,6 +831,11 @@ impl Runner {
         if self.rewind_if_revoked().await? {
             return Ok(());
         }
+        let eos = self.eos.as_mut().expect("exactly-once state");
+        let changelog = eos.pending.drain();
+        if !changelog.is_empty() {
+            self.send_now(changelog, None).await?;
+        }
         let eos = self.eos.as_ref().expect("exactly-once state");
         if !eos.txn.is_open() {
             return Ok(());
@@ -897,6 +925,7 @@ impl Runner {
         let _ = self.pipeline.flush_windows();
         let eos = self.eos.as_mut().expect("exactly-once state");
         eos.positions.clear();
+        eos.pending.clear();
         eos.restored.clear();
         eos.failed = false;
         eos.assigned.store(true, Ordering::SeqCst);

@@ -98,6 +98,47 @@ impl Restore {
     }
 }
 
+/// The changelog records of one open transaction, folded: an entry whose tombstone comes in the
+/// same transaction is never written (the window opened and closed between two commits), so a
+/// catch-up, where most windows close within a commit interval, writes almost no changelog.
+/// Only the net state reaches the topic, which is all a restore reads.
+#[derive(Debug, Default)]
+pub struct Pending {
+    records: HashMap<Vec<u8>, Output>,
+}
+
+impl Pending {
+    /// Takes one changelog output (an entry or a tombstone).
+    pub fn push(&mut self, output: Output) {
+        let Some(key) = output.key.clone() else { return };
+        if output.payload.is_none() && self.records.get(&key).is_some_and(|o| o.payload.is_some()) {
+            self.records.remove(&key);
+        } else {
+            self.records.insert(key, output);
+        }
+    }
+
+    /// The records to write before the transaction commits; empties the buffer.
+    pub fn drain(&mut self) -> Vec<Output> {
+        self.records.drain().map(|(_, output)| output).collect()
+    }
+
+    /// Forgets everything (the transaction was aborted).
+    pub fn clear(&mut self) {
+        self.records.clear();
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +165,19 @@ mod tests {
         assert_eq!(got, vec![(3, &b"three"[..]), (7, &b"seven"[..])]);
         assert_eq!(records[1].key.as_deref(), Some(&b"k"[..]));
         assert_eq!(records[1].timestamp_ms, Some(1));
+    }
+
+    #[test]
+    fn pending_writes_only_the_net_state_of_a_transaction() {
+        let record = |offset| SourceRecord { topic: "raw".into(), partition: 1, offset, payload: Some(b"e".to_vec()), ..SourceRecord::default() };
+        let mut pending = Pending::default();
+        pending.push(entry("cl", &record(1)));
+        pending.push(entry("cl", &record(2)));
+        pending.push(tombstone("cl", "raw", 1, 1)); // opened and closed in this transaction
+        pending.push(tombstone("cl", "raw", 1, 0)); // entry written by an earlier transaction
+        let mut out: Vec<(Vec<u8>, bool)> = pending.drain().into_iter().map(|o| (o.key.unwrap(), o.payload.is_some())).collect();
+        out.sort();
+        assert_eq!(out, vec![(key("raw", 1, 0), false), (key("raw", 1, 2), true)]);
+        assert!(pending.is_empty());
     }
 }
