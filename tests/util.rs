@@ -406,3 +406,23 @@ pub fn make_exactly_once(config: &Path, transactional_id: &str) {
         .replace("[delivery]\n", &format!("[delivery]\nmode = \"exactly_once\"\ntransactional_id = \"{transactional_id}\"\n"));
     std::fs::write(config, text).unwrap();
 }
+
+/// Waits until `group` has committed, on every partition of `topic` (with `partitions`
+/// partitions), past the last record it holds. For topics written in transactions, whose end
+/// offset is a commit marker that consumers never see (so a finished group commits end − 1).
+pub fn await_committed_past_records(group: &str, topic: &str, partitions: i32, timeout: Duration) {
+    let mut last = vec![0i64; partitions as usize];
+    for message in read_all(topic) {
+        let slot = &mut last[message.partition() as usize];
+        *slot = (*slot).max(message.offset() + 1);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = committed(group, topic, partitions);
+        if got.iter().all(|&(p, offset)| offset >= last[p as usize]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "group {group} committed {got:?}, records end at {last:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
