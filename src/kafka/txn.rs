@@ -164,3 +164,26 @@ impl<C: ClientContext + 'static> Transactions<C> {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn fencing_is_recognised_in_every_form_librdkafka_reports_it() {
+        for code in [Code::Fenced, Code::ProducerFenced, Code::InvalidProducerEpoch] {
+            assert!(is_fenced(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        for code in [Code::QueueFull, Code::MessageTimedOut, Code::Fatal] {
+            assert!(!is_fenced(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn errors_without_transactional_flags_abort() {
+        // Client-side failures carry no retriable/abortable/fatal flags: abort and rewind is safe.
+        assert_eq!(Failure::class(&KafkaError::Canceled), Class::Abort);
+        assert_eq!(Failure::class(&KafkaError::MessageProduction(Code::MessageTimedOut)), Class::Abort);
+    }
+}

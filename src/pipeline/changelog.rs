@@ -169,7 +169,8 @@ mod tests {
 
     #[test]
     fn pending_writes_only_the_net_state_of_a_transaction() {
-        let record = |offset| SourceRecord { topic: "raw".into(), partition: 1, offset, payload: Some(b"e".to_vec()), ..SourceRecord::default() };
+        let record =
+            |offset| SourceRecord { topic: "raw".into(), partition: 1, offset, payload: Some(b"e".to_vec()), ..SourceRecord::default() };
         let mut pending = Pending::default();
         pending.push(entry("cl", &record(1)));
         pending.push(entry("cl", &record(2)));
