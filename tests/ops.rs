@@ -43,6 +43,17 @@ async fn metrics_move_with_records_and_ready_reports_the_group() {
     assert_eq!(sample(&body, "auditflow_produce_seconds_count", &[]), Some(6.0), "{body}");
     assert_eq!(sample(&body, "auditflow_open_traces", &[]), Some(0.0), "{body}");
     assert_eq!(sample(&body, "auditflow_assigned_partitions", &[]), Some(1.0), "{body}");
+    // Window counters are refreshed by the loop's one-second timer: await the next refresh.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(&addr, "/metrics");
+        if sample(&body, "auditflow_windows_closed_total", &[]) == Some(2.0) {
+            assert_eq!(sample(&body, "auditflow_windows_truncated_total", &[]), Some(0.0), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "windows_closed_total never reached 2: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
 }

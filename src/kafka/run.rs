@@ -613,6 +613,9 @@ impl Runner {
         let (open, late) = self.pipeline.window_stats();
         metrics::gauge!("auditflow_open_traces").set(open as f64);
         metrics::gauge!("auditflow_late_events").set(late as f64);
+        let (closed, truncated) = self.pipeline.windows_closed();
+        metrics::counter!("auditflow_windows_closed_total").absolute(closed);
+        metrics::counter!("auditflow_windows_truncated_total").absolute(truncated);
         Ok(())
     }
 

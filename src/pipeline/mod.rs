@@ -194,6 +194,11 @@ impl Pipeline {
         }
     }
 
+    /// Windows closed so far, and how many of them early by a bound (`truncated`).
+    pub fn windows_closed(&self) -> (u64, u64) {
+        self.windows.as_ref().map_or((0, 0), |w| (w.closed_windows(), w.truncated_windows()))
+    }
+
     /// Open trace windows, late events so far.
     pub fn window_stats(&self) -> (usize, u64) {
         self.windows.as_ref().map_or((0, 0), |w| (w.open_traces(), w.late_events()))

@@ -63,6 +63,7 @@ pub struct Windows {
     next_seq: u64,
     late: u64,
     truncated: u64,
+    closed_count: u64,
 }
 
 fn ms(value: u64) -> i64 {
@@ -93,6 +94,7 @@ impl Windows {
             next_seq: 0,
             late: 0,
             truncated: 0,
+            closed_count: 0,
         }
     }
 
@@ -235,6 +237,11 @@ impl Windows {
     /// Events emitted as late since start.
     pub fn late_events(&self) -> u64 {
         self.late
+    }
+
+    /// Windows closed since start, for any reason (each emitted one summary).
+    pub fn closed_windows(&self) -> u64 {
+        self.closed_count
     }
 
     /// Windows closed early by a bound (`max_events`, `capacity`) since start.
@@ -489,6 +496,7 @@ impl Windows {
                 hits.extend(found);
             }
         }
+        self.closed_count += 1;
         if truncated {
             self.truncated += 1;
         }
