@@ -6,6 +6,10 @@ use auditflow::model::SourceRecord;
 use auditflow::pipeline::{decode, validate, Pipeline};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
+/// The allocator the binary runs with (`src/main.rs`), so that the figures are the production ones.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A typical event: the denied reference event with two deployment-specific extra fields (~420 bytes).
 const EVENT: &[u8] = br#"{"ts":"2026-04-18T14:28:33.911Z","actor":"service:fraud-detector","action":"execute","artifact":"customer-lookup@v2.8.0","policy":"pii-access-restrict-v2","target":"aws:us-east-1:cluster-prod-02","mode":"adaptive","trace":"tr-8f2c7a91-2b14-4e8e","result":"denied","reason":"declared-purpose violation: pii_export not authorized","request_id":"req-4f1d2a9c-77e0","namespace":"payments"}"#;
 
