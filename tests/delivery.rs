@@ -352,7 +352,7 @@ async fn exactly_once_zombie_is_fenced_and_stops() {
     let s = scenario(2).await;
     make_exactly_once(&s.config, &format!("{}-tx", s.group));
     let count = 3000;
-    let (ids, _) = publish_events(&s.raw, count, 16, 2).await;
+    let (mut ids, _) = publish_events(&s.raw, count, 16, 2).await;
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
         .args(["run", "--config"])
         .arg(&s.config)
@@ -363,6 +363,9 @@ async fn exactly_once_zombie_is_fenced_and_stops() {
         .unwrap();
     await_committed_total(&s.group, &s.raw, 2, 300, Duration::from_secs(120));
     let second = Auditflow::start(&s.config);
+    // More records, so that the first instance has a transaction to try even if it had caught up:
+    // a producer learns it is fenced only when it next talks to the coordinator.
+    ids.extend(publish_events(&s.raw, 500, 17, 2).await.0);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = first.try_wait().unwrap() {
