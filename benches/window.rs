@@ -5,7 +5,7 @@
 //! Run with `cargo bench --bench window`; add `-- --memory-only` to print only the memory figures,
 //! or `-- --timing-only` for a plain timing loop (for profiling).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use auditflow::pipeline::enrich::{enrich, SeverityLadder};
 use auditflow::pipeline::window::{RuleConfig, WindowSettings, Windows};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 
-/// Counts live heap bytes.
+/// Counts live heap bytes, over mimalloc: the allocator the binary runs with (`src/main.rs`).
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -23,15 +23,15 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 
