@@ -159,19 +159,26 @@ async fn tiny_limits_pause_the_consumer_and_lose_nothing() {
     assert!(ids.iter().all(|id| seen.contains_key(id)));
 }
 
-/// The broker stops and starts while auditflow runs: it survives, resumes and loses nothing.
-#[tokio::test(flavor = "multi_thread")]
-async fn exclusive_broker_restart_is_survived() {
-    let s = scenario(2).await;
+/// Publishes 3,000 events (`seed`) over 2 partitions, runs auditflow, restarts the broker a third of
+/// the way in, waits until everything is committed and stops auditflow (asserting exit 0).
+/// Returns the published event ids and how often each id is on the ECS topic.
+async fn restart_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>, HashMap<String, usize>) {
     let count = 3000;
-    let (ids, _) = publish_events(&s.raw, count, 14, 2).await;
+    let (ids, _) = publish_events(&s.raw, count, seed, 2).await;
     let app = Auditflow::start(&s.config);
     await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
     stack(&["restart", "kafka"]);
     await_committed_to_end(&s.group, &s.raw, Duration::from_secs(180));
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
-    let seen = ecs_ids(&s.ecs);
+    (ids, ecs_ids(&s.ecs))
+}
+
+/// The broker stops and starts while auditflow runs: it survives, resumes and loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn exclusive_broker_restart_is_survived() {
+    let s = scenario(2).await;
+    let (ids, seen) = restart_broker_mid_stream(&s, 14).await;
     assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
 }
 
@@ -181,15 +188,7 @@ async fn exclusive_broker_restart_is_survived() {
 async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() {
     let s = scenario(2).await;
     make_exactly_once(&s.config, &format!("{}-tx", s.group));
-    let count = 3000;
-    let (ids, _) = publish_events(&s.raw, count, 15, 2).await;
-    let app = Auditflow::start(&s.config);
-    await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
-    stack(&["restart", "kafka"]);
-    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(180));
-    let (status, log) = app.stop();
-    assert!(status.success(), "{log}");
-    let seen = ecs_ids(&s.ecs);
+    let (ids, seen) = restart_broker_mid_stream(&s, 15).await;
     assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
     let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());

@@ -121,20 +121,7 @@ async fn scram_authentication_works_and_bad_credentials_are_named() {
     assert!(stderr.contains("authentication to Kafka") && stderr.contains("sasl.password"), "{stderr}");
 
     std::env::set_var("TEST_SASL_PASSWORD", &password);
-    let app = Auditflow::start(&config);
-    produce(
-        &raw,
-        &[Input {
-            partition: 0,
-            key: None,
-            value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()),
-            headers: vec![],
-        }],
-    )
-    .await;
-    await_committed_to_end(&group, &raw, Duration::from_secs(60));
-    let (status, log) = app.stop();
-    assert!(status.success(), "{log}");
+    let log = process_one_reference_event(&config, &group, &raw).await;
     assert!(!log.contains(&password), "the password is not logged");
     assert_eq!(read_all(&format!("{prefix}ecs")).len(), 1);
 }
@@ -165,20 +152,7 @@ async fn tls_connection_works_and_an_untrusted_certificate_is_named() {
     assert!(stderr.contains("TLS handshake") && stderr.contains("ssl.ca.location"), "{stderr}");
 
     std::fs::write(&config, secure(&format!("\"ssl.ca.location\" = \"{ca}\""))).unwrap();
-    let app = Auditflow::start(&config);
-    produce(
-        &raw,
-        &[Input {
-            partition: 0,
-            key: None,
-            value: Some(include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec()),
-            headers: vec![],
-        }],
-    )
-    .await;
-    await_committed_to_end(&group, &raw, Duration::from_secs(60));
-    let (status, log) = app.stop();
-    assert!(status.success(), "{log}");
+    process_one_reference_event(&config, &group, &raw).await;
     assert_eq!(read_all(&format!("{prefix}ecs")).len(), 1);
 }
 
@@ -257,4 +231,16 @@ async fn registry_basic_auth_is_sent_and_a_wrong_password_is_named() {
     assert!(!log.contains(&password), "the password is not logged");
     assert_eq!(read_all(&format!("{raw}.siem.ecs")).len(), 1, "the Avro record decoded with the secured registry's schema");
     assert!(read_all(&format!("{raw}.dlq")).is_empty());
+}
+
+/// Runs auditflow with `config` over the first reference event published to `raw`, waits until
+/// `group` committed it, stops it (asserting exit 0) and returns its log.
+async fn process_one_reference_event(config: &std::path::Path, group: &str, raw: &str) -> String {
+    let app = Auditflow::start(config);
+    let event = include_str!("data/events/reference.ndjson").lines().next().unwrap().as_bytes().to_vec();
+    produce(raw, &[Input { partition: 0, key: None, value: Some(event), headers: vec![] }]).await;
+    await_committed_to_end(group, raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    log
 }

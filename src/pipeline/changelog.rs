@@ -109,8 +109,9 @@ pub struct Pending {
 
 impl Pending {
     /// Takes one changelog output (an entry or a tombstone).
-    pub fn push(&mut self, output: Output) {
-        let Some(key) = output.key.clone() else { return };
+    pub fn push(&mut self, mut output: Output) {
+        // The key lives in the map while the record waits; `drain` puts it back.
+        let Some(key) = output.key.take() else { return };
         if output.payload.is_none() && self.records.get(&key).is_some_and(|o| o.payload.is_some()) {
             self.records.remove(&key);
         } else {
@@ -120,7 +121,13 @@ impl Pending {
 
     /// The records to write before the transaction commits; empties the buffer.
     pub fn drain(&mut self) -> Vec<Output> {
-        self.records.drain().map(|(_, output)| output).collect()
+        self.records
+            .drain()
+            .map(|(key, mut output)| {
+                output.key = Some(key);
+                output
+            })
+            .collect()
     }
 
     /// Forgets everything (the transaction was aborted).
