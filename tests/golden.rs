@@ -189,3 +189,43 @@ fn otlp_parses_into_the_protobuf_types() {
     }
     assert!(checked >= 4, "only {checked} OTLP golden records");
 }
+
+/// Every format with a policy catalog: `tests/data/siem-catalog/<case>.input.json` encoded in all
+/// eight formats must equal `<case>.<format>.expected`. These cases pin the catalog-driven fields
+/// (owner, description, compliance, catalog severity, unknown-policy flag) and odd input (escapes,
+/// non-ASCII, extra fields of every JSON type) that the per-format worked examples do not show.
+#[test]
+fn every_format_with_a_policy_catalog_matches_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/siem-catalog");
+    let mut config = golden_config();
+    config.siem.formats = auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+    config.enrich.policy_catalog = Some(dir.join("policies.toml"));
+    let mut settings = config.pipeline_settings();
+    settings.catalog = config.load_catalog().unwrap();
+    let mut pipeline = Pipeline::new(settings);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    let mut checked = 0;
+    for input in entries.iter().filter(|p| p.to_string_lossy().ends_with(".input.json")) {
+        let record = SourceRecord {
+            topic: "audit.raw".into(),
+            payload: Some(std::fs::read(input).unwrap().trim_ascii_end().to_vec()),
+            ..SourceRecord::default()
+        };
+        let outputs = pipeline.process(&record, 0);
+        for format in auditflow::config::KNOWN_FORMATS {
+            let siem = outputs.iter().find(|o| o.topic == format!("audit.siem.{format}")).expect("a siem output");
+            let mut actual = siem.payload.clone().unwrap();
+            actual.push(b'\n');
+            let name = input.file_name().unwrap().to_string_lossy().replace(".input.json", &format!(".{format}.expected"));
+            let expected_path = input.with_file_name(name);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&expected_path, &actual).unwrap();
+            }
+            let expected = std::fs::read(&expected_path).unwrap();
+            assert_eq!(String::from_utf8_lossy(&actual), String::from_utf8_lossy(&expected), "{}", expected_path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3 * 8, "expected at least three catalog cases, checked {checked} records");
+}

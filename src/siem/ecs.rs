@@ -5,9 +5,10 @@
 //! under `runtime_audit.extra`, never over ECS names.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use super::{actor_type, ecs_event_type, message, outcome, Encoder, Product};
+use super::json::user_email;
+use super::{actor_type, ecs_event_type, message_parts, outcome, Encoder, Product};
+use crate::json_out;
 use crate::model::{Decision, EnrichedEvent};
 
 /// ECS version written to `ecs.version`.
@@ -58,125 +59,6 @@ pub struct EcsEncoder {
     product: Product,
 }
 
-#[derive(Serialize)]
-struct Doc<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: &'a str,
-    ecs: Version,
-    message: String,
-    event: Event<'a>,
-    user: User<'a>,
-    related: Related<'a>,
-    rule: Rule<'a>,
-    trace: Id<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloud: Option<Cloud<'a>>,
-    orchestrator: Orchestrator<'a>,
-    observer: Observer<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_stream: Option<DataStream<'a>>,
-    runtime_audit: RuntimeAudit<'a>,
-}
-
-#[derive(Serialize)]
-struct Version {
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Event<'a> {
-    kind: &'static str,
-    category: [&'static str; 1],
-    #[serde(rename = "type")]
-    kind_type: Vec<&'static str>,
-    action: &'a str,
-    outcome: &'static str,
-    severity: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    id: &'a str,
-    dataset: &'a str,
-    module: &'static str,
-    provider: &'a str,
-}
-
-#[derive(Serialize)]
-struct User<'a> {
-    id: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Related<'a> {
-    user: [&'a str; 1],
-}
-
-#[derive(Serialize)]
-struct Name<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct Rule<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    author: Option<[&'a str; 1]>,
-}
-
-#[derive(Serialize)]
-struct Id<'a> {
-    id: &'a str,
-}
-
-#[derive(Serialize)]
-struct Cloud<'a> {
-    provider: &'a str,
-    region: &'a str,
-}
-
-#[derive(Serialize)]
-struct Orchestrator<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cluster: Option<Name<'a>>,
-    resource: Name<'a>,
-}
-
-#[derive(Serialize)]
-struct Observer<'a> {
-    vendor: &'a str,
-    product: &'a str,
-}
-
-#[derive(Serialize)]
-struct DataStream<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    dataset: &'a str,
-    namespace: &'a str,
-}
-
-#[derive(Serialize)]
-struct RuntimeAudit<'a> {
-    actor: &'a str,
-    actor_type: &'static str,
-    artifact: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    artifact_version: Option<&'a str>,
-    target: &'a str,
-    policy_mode: &'a str,
-    result: &'a str,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    compliance: &'a [String],
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    policy_unknown: bool,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    extra: &'a Map<String, Value>,
-}
-
 impl Encoder for EcsEncoder {
     fn name(&self) -> &'static str {
         "ecs"
@@ -184,64 +66,85 @@ impl Encoder for EcsEncoder {
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
         let e = &enriched.event;
-        let mut kind_type = vec![ecs_event_type(&e.action)];
-        match e.decision {
-            Decision::Allowed => kind_type.push("allowed"),
-            Decision::Denied => kind_type.push("denied"),
-            Decision::Other => {}
-        }
-        let email = (enriched.actor_kind == "user" && enriched.actor_id.contains('@')).then_some(enriched.actor_id.as_str());
-        let doc = Doc {
-            timestamp: &e.ts,
-            ecs: Version { version: ECS_VERSION },
-            message: message(enriched),
-            event: Event {
-                kind: "event",
-                category: ["api"],
-                kind_type,
-                action: &e.action,
-                outcome: outcome(e.decision),
-                severity: enriched.severity,
-                reason: e.reason.as_deref(),
-                id: &enriched.event_id,
-                dataset: &self.config.dataset,
-                module: "runtime_audit",
-                provider: &self.product.source,
-            },
-            user: User { id: &e.actor, name: &enriched.actor_id, email },
-            related: Related { user: [&enriched.actor_id] },
-            rule: Rule {
-                name: &e.policy,
-                description: enriched.policy_meta.as_ref().and_then(|m| m.description.as_deref()),
-                author: enriched.policy_meta.as_ref().and_then(|m| m.owner.as_deref()).map(|o| [o]),
-            },
-            trace: Id { id: &e.trace },
-            cloud: enriched.target_parts.as_ref().map(|t| Cloud { provider: &t.provider, region: &t.region }),
-            orchestrator: Orchestrator {
-                cluster: enriched.target_parts.as_ref().map(|t| Name { name: &t.cluster }),
-                resource: Name { name: &enriched.artifact_name },
-            },
-            observer: Observer { vendor: &self.product.vendor, product: &self.product.name },
-            data_stream: self.config.data_stream.then(|| DataStream {
-                kind: "logs",
-                dataset: &self.config.dataset,
-                namespace: &self.config.namespace,
-            }),
-            runtime_audit: RuntimeAudit {
-                actor: &e.actor,
-                actor_type: actor_type(enriched),
-                artifact: &e.artifact,
-                artifact_version: enriched.artifact_version.as_deref(),
-                target: &e.target,
-                policy_mode: &e.mode,
-                result: &e.result,
-                compliance: enriched.policy_meta.as_ref().map_or(&[], |m| m.compliance.as_slice()),
-                policy_unknown: enriched.policy_unknown,
-                extra: &e.extra,
-            },
-        };
-        // Serializing borrowed strings and numbers into a Vec cannot fail.
-        crate::json_out::write(out, &doc);
+        let meta = enriched.policy_meta.as_deref();
+        json_out::object(out, |doc| {
+            doc.str("@timestamp", &e.ts);
+            doc.object("ecs", |o| o.str("version", ECS_VERSION));
+            doc.str_parts("message", &message_parts(enriched));
+            doc.object("event", |o| {
+                o.str("kind", "event");
+                o.str_array("category", ["api"]);
+                let decision = match e.decision {
+                    Decision::Allowed => Some("allowed"),
+                    Decision::Denied => Some("denied"),
+                    Decision::Other => None,
+                };
+                o.str_array("type", std::iter::once(ecs_event_type(&e.action)).chain(decision));
+                o.str("action", &e.action);
+                o.str("outcome", outcome(e.decision));
+                o.int("severity", i64::from(enriched.severity));
+                o.opt_str("reason", e.reason.as_deref());
+                o.str("id", &enriched.event_id);
+                o.str("dataset", &self.config.dataset);
+                o.str("module", "runtime_audit");
+                o.str("provider", &self.product.source);
+            });
+            doc.object("user", |o| {
+                o.str("id", &e.actor);
+                o.str("name", &enriched.actor_id);
+                o.opt_str("email", user_email(enriched));
+            });
+            doc.object("related", |o| o.str_array("user", [enriched.actor_id.as_str()]));
+            doc.object("rule", |o| {
+                o.str("name", &e.policy);
+                o.opt_str("description", meta.and_then(|m| m.description.as_deref()));
+                if let Some(owner) = meta.and_then(|m| m.owner.as_deref()) {
+                    o.str_array("author", [owner]);
+                }
+            });
+            doc.object("trace", |o| o.str("id", &e.trace));
+            if let Some(t) = &enriched.target_parts {
+                doc.object("cloud", |o| {
+                    o.str("provider", &t.provider);
+                    o.str("region", &t.region);
+                });
+            }
+            doc.object("orchestrator", |o| {
+                if let Some(t) = &enriched.target_parts {
+                    o.object("cluster", |c| c.str("name", &t.cluster));
+                }
+                o.object("resource", |r| r.str("name", &enriched.artifact_name));
+            });
+            doc.object("observer", |o| {
+                o.str("vendor", &self.product.vendor);
+                o.str("product", &self.product.name);
+            });
+            if self.config.data_stream {
+                doc.object("data_stream", |o| {
+                    o.str("type", "logs");
+                    o.str("dataset", &self.config.dataset);
+                    o.str("namespace", &self.config.namespace);
+                });
+            }
+            doc.object("runtime_audit", |o| {
+                o.str("actor", &e.actor);
+                o.str("actor_type", actor_type(enriched));
+                o.str("artifact", &e.artifact);
+                o.opt_str("artifact_version", enriched.artifact_version.as_deref());
+                o.str("target", &e.target);
+                o.str("policy_mode", &e.mode);
+                o.str("result", &e.result);
+                if let Some(m) = meta.filter(|m| !m.compliance.is_empty()) {
+                    o.str_array("compliance", m.compliance.iter().map(String::as_str));
+                }
+                if enriched.policy_unknown {
+                    o.bool("policy_unknown", true);
+                }
+                if !e.extra.is_empty() {
+                    o.map("extra", &e.extra);
+                }
+            });
+        });
     }
 }
 
