@@ -25,19 +25,26 @@ pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 }
 
 /// Appends `text` as a JSON string literal, quotes included.
+#[inline]
 pub fn string(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
     escape_into(out, text);
     out.push(b'"');
 }
 
 /// Appends the JSON escaping of `text` (no quotes): the inside of a string literal.
+#[inline]
 pub fn escape_into(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    if !needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        return;
+    if needs_escape(text.as_bytes()) {
+        escape_slow(out, text.as_bytes());
+    } else {
+        out.extend_from_slice(text.as_bytes());
     }
+}
+
+#[cold]
+fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     for (at, &byte) in bytes.iter().enumerate() {
         let short = match byte {
@@ -63,21 +70,31 @@ pub fn escape_into(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Whether any byte of `bytes` is `"`, `\` or below U+0020, eight bytes at a time.
+/// Whether any byte of `bytes` is `"`, `\` or below U+0020, eight bytes at a time (the last
+/// word overlaps the one before it rather than falling back to a byte loop).
+#[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Exact "some byte is zero" / "some byte is below n" tests (n <= 128) on a whole word.
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    // Exact tests for "some byte is below n" (n <= 128) and "some byte is zero" on a whole word.
     let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_ne_bytes(chunk.try_into().expect("an 8-byte chunk"));
-        if has_below(word, 0x20) || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\'))) {
+    let has_zero = |v: u64| has_below(v, 1);
+    let special = |word: u64| {
+        has_below(word, 0x20) || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\')))
+    };
+    let word_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let len = bytes.len();
+    if len < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let mut at = 0;
+    while at + 8 <= len {
+        if special(word_at(at)) {
             return true;
         }
+        at += 8;
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    at < len && special(word_at(len - 8))
 }
 
 /// Writes one JSON object into `out`: `fill` adds the fields, the braces are written around them.
@@ -99,6 +116,7 @@ pub struct Object<'a> {
 }
 
 impl Object<'_> {
+    #[inline]
     fn key(&mut self, key: &'static str) {
         debug_assert!(!needs_escape(key.as_bytes()), "constant key {key:?} needs escaping");
         if !std::mem::take(&mut self.empty) {

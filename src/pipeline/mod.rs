@@ -413,7 +413,7 @@ impl Pipeline {
         let stamp = self.stamp(enriched.event.ts_ms);
         let event_key = enriched.event_id.as_bytes().to_vec();
         for (encoder, topic) in self.settings.encoders.iter().zip(&self.siem_topics) {
-            let mut payload = Vec::with_capacity(1024);
+            let mut payload = Vec::with_capacity(2048);
             encoder.encode(&enriched, &mut payload);
             outputs.push(Output {
                 topic: topic.clone(),
