@@ -181,6 +181,14 @@ impl Object<'_> {
         object(self.out, fill);
     }
 
+    /// `"key":[{...}]`: an array holding one object, its fields added by `fill`.
+    pub fn object_array_of_one(&mut self, key: &'static str, fill: impl FnOnce(&mut Object<'_>)) {
+        self.key(key);
+        self.out.push(b'[');
+        object(self.out, fill);
+        self.out.push(b']');
+    }
+
     /// `"key":<value>` for any JSON value.
     pub fn value(&mut self, key: &'static str, value: &Value) {
         self.key(key);
@@ -239,12 +247,13 @@ mod tests {
                 o.str_array("l", ["x", "y\n"]);
             });
             doc.object("empty", |_| {});
+            doc.object_array_of_one("one", |o| o.int("u", 7));
             doc.str_parts("m", &["p", "\"q\""]);
             doc.map("extra", &extra);
             doc.value("v", &serde_json::json!([null, {"k": false}]));
         });
         let expected = serde_json::json!({
-            "a": "1", "b": {"n": -3, "t": true, "l": ["x", "y\n"]}, "empty": {}, "m": "p\"q\"",
+            "a": "1", "b": {"n": -3, "t": true, "l": ["x", "y\n"]}, "empty": {}, "one": [{"u": 7}], "m": "p\"q\"",
             "extra": {"n\"1": 1.5, "s": "x\u{7f}é"}, "v": [null, {"k": false}]
         });
         assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&expected).unwrap());

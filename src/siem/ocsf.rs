@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::json::{user_email, write, Message, SeverityBand};
-use super::{Encoder, Product};
+use super::json::{user_email, SeverityBand};
+use super::{message_parts, Encoder, Product};
+use crate::json_out;
 use crate::model::{Decision, EnrichedEvent};
 
 /// OCSF schema version written to `metadata.version`.
@@ -127,149 +128,6 @@ fn provider(name: &str) -> &str {
     }
 }
 
-#[derive(Serialize)]
-struct Record<'a> {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u8,
-    activity_name: &'a str,
-    type_uid: u32,
-    type_name: &'static str,
-    time: i64,
-    timezone_offset: i32,
-    severity_id: u8,
-    severity: &'static str,
-    status_id: u8,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_detail: Option<&'a str>,
-    action_id: u8,
-    action: &'a str,
-    disposition_id: u8,
-    disposition: &'a str,
-    is_alert: bool,
-    message: Message<'a>,
-    metadata: Metadata<'a>,
-    actor: Actor<'a>,
-    api: Api<'a>,
-    src_endpoint: SrcEndpoint<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dst_endpoint: Option<Named<'a>>,
-    resources: [Resource<'a>; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloud: Option<Cloud<'a>>,
-    policy: Policy<'a>,
-    trace: Uid<'a>,
-    unmapped: Unmapped<'a>,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    version: &'static str,
-    product: MetaProduct<'a>,
-    uid: &'a str,
-    correlation_uid: &'a str,
-    original_time: &'a str,
-    log_name: &'a str,
-    profiles: &'static [&'static str],
-}
-
-#[derive(Serialize)]
-struct MetaProduct<'a> {
-    name: &'a str,
-    vendor_name: &'a str,
-    version: &'a str,
-}
-
-#[derive(Serialize)]
-struct Actor<'a> {
-    user: User<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_name: Option<&'a str>,
-    authorizations: [Authorization<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct User<'a> {
-    name: &'a str,
-    uid: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email_addr: Option<&'a str>,
-    type_id: u8,
-    #[serde(rename = "type")]
-    kind: &'a str,
-}
-
-#[derive(Serialize)]
-struct Authorization<'a> {
-    decision: &'a str,
-    policy: Named<'a>,
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct Uid<'a> {
-    uid: &'a str,
-}
-
-#[derive(Serialize)]
-struct Api<'a> {
-    operation: &'a str,
-}
-
-#[derive(Serialize)]
-struct SrcEndpoint<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    svc_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    uid: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<&'a str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    role_id: u8,
-    role: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    region: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Cloud<'a> {
-    provider: &'a str,
-    region: &'a str,
-}
-
-#[derive(Serialize)]
-struct Policy<'a> {
-    name: &'a str,
-    is_applied: bool,
-}
-
-#[derive(Serialize)]
-struct Unmapped<'a> {
-    policy_mode: &'a str,
-    actor: &'a str,
-    target: &'a str,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    extra: &'a Map<String, Value>,
-}
-
 /// A string extra, when present and non-empty.
 fn extra_str<'a>(extra: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     extra.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
@@ -300,65 +158,95 @@ impl Encoder for OcsfEncoder {
         let src_host = extra_str(&e.extra, "src_host");
         let known_source = src_ip.is_some() || src_host.is_some() || service.is_some();
         let parts = enriched.target_parts.as_ref();
-        let record = Record {
-            class_uid: CLASS_UID,
-            class_name: "API Activity",
-            category_uid: CATEGORY_UID,
-            category_name: "Application Activity",
-            activity_id,
-            activity_name,
-            type_uid: CLASS_UID * 100 + u32::from(activity_id),
-            type_name: type_name(activity_id),
-            time: e.ts_ms,
-            timezone_offset: 0,
-            severity_id,
-            severity: severity_caption,
-            status_id,
-            status,
-            status_detail: e.reason.as_deref(),
-            action_id,
-            action,
-            disposition_id,
-            disposition,
-            is_alert: self.config.alert_on_deny && e.decision == Decision::Denied,
-            message: Message(enriched),
-            metadata: Metadata {
-                version: OCSF_VERSION,
-                product: MetaProduct { name: &self.product.name, vendor_name: &self.product.vendor, version: &self.product.version },
-                uid: &enriched.event_id,
-                correlation_uid: &e.trace,
-                original_time: &e.ts,
-                log_name: &self.config.log_name,
-                profiles: if parts.is_some() { &["cloud", "security_control", "trace"] } else { &["security_control", "trace"] },
-            },
-            actor: Actor {
-                user: User { name: &enriched.actor_id, uid: &e.actor, email_addr: user_email(enriched), type_id, kind: user_type },
-                app_name: service,
-                authorizations: [Authorization { decision: &e.result, policy: Named { name: &e.policy } }],
-            },
-            api: Api { operation: &e.action },
-            src_endpoint: SrcEndpoint {
-                ip: src_ip,
-                hostname: src_host,
-                svc_name: service,
-                name: (!known_source).then_some(self.config.unknown_source_name.as_str()),
-            },
-            dst_endpoint: parts.map(|t| Named { name: &t.cluster }),
-            resources: [Resource {
-                uid: &e.artifact,
-                name: &enriched.artifact_name,
-                version: enriched.artifact_version.as_deref(),
-                kind: "artifact",
-                role_id: 1,
-                role: "Target",
-                region: parts.map(|t| t.region.as_str()),
-            }],
-            cloud: parts.map(|t| Cloud { provider: provider(&t.provider), region: &t.region }),
-            policy: Policy { name: &e.policy, is_applied: true },
-            trace: Uid { uid: &e.trace },
-            unmapped: Unmapped { policy_mode: &e.mode, actor: &e.actor, target: &e.target, extra: &e.extra },
-        };
-        write(out, &record);
+        json_out::object(out, |doc| {
+            doc.int("class_uid", i64::from(CLASS_UID));
+            doc.str("class_name", "API Activity");
+            doc.int("category_uid", i64::from(CATEGORY_UID));
+            doc.str("category_name", "Application Activity");
+            doc.int("activity_id", i64::from(activity_id));
+            doc.str("activity_name", activity_name);
+            doc.int("type_uid", i64::from(CLASS_UID * 100 + u32::from(activity_id)));
+            doc.str("type_name", type_name(activity_id));
+            doc.int("time", e.ts_ms);
+            doc.int("timezone_offset", 0);
+            doc.int("severity_id", i64::from(severity_id));
+            doc.str("severity", severity_caption);
+            doc.int("status_id", status_id);
+            doc.str("status", status);
+            doc.opt_str("status_detail", e.reason.as_deref());
+            doc.int("action_id", action_id);
+            doc.str("action", action);
+            doc.int("disposition_id", disposition_id);
+            doc.str("disposition", disposition);
+            doc.bool("is_alert", self.config.alert_on_deny && e.decision == Decision::Denied);
+            doc.str_parts("message", &message_parts(enriched));
+            doc.object("metadata", |o| {
+                o.str("version", OCSF_VERSION);
+                o.object("product", |p| {
+                    p.str("name", &self.product.name);
+                    p.str("vendor_name", &self.product.vendor);
+                    p.str("version", &self.product.version);
+                });
+                o.str("uid", &enriched.event_id);
+                o.str("correlation_uid", &e.trace);
+                o.str("original_time", &e.ts);
+                o.str("log_name", &self.config.log_name);
+                let profiles: &[&str] = if parts.is_some() { &["cloud", "security_control", "trace"] } else { &["security_control", "trace"] };
+                o.str_array("profiles", profiles.iter().copied());
+            });
+            doc.object("actor", |o| {
+                o.object("user", |u| {
+                    u.str("name", &enriched.actor_id);
+                    u.str("uid", &e.actor);
+                    u.opt_str("email_addr", user_email(enriched));
+                    u.int("type_id", type_id);
+                    u.str("type", user_type);
+                });
+                o.opt_str("app_name", service);
+                o.object_array_of_one("authorizations", |a| {
+                    a.str("decision", &e.result);
+                    a.object("policy", |p| p.str("name", &e.policy));
+                });
+            });
+            doc.object("api", |o| o.str("operation", &e.action));
+            doc.object("src_endpoint", |o| {
+                o.opt_str("ip", src_ip);
+                o.opt_str("hostname", src_host);
+                o.opt_str("svc_name", service);
+                o.opt_str("name", (!known_source).then_some(self.config.unknown_source_name.as_str()));
+            });
+            if let Some(t) = parts {
+                doc.object("dst_endpoint", |o| o.str("name", &t.cluster));
+            }
+            doc.object_array_of_one("resources", |o| {
+                o.str("uid", &e.artifact);
+                o.str("name", &enriched.artifact_name);
+                o.opt_str("version", enriched.artifact_version.as_deref());
+                o.str("type", "artifact");
+                o.int("role_id", 1);
+                o.str("role", "Target");
+                o.opt_str("region", parts.map(|t| t.region.as_str()));
+            });
+            if let Some(t) = parts {
+                doc.object("cloud", |o| {
+                    o.str("provider", provider(&t.provider));
+                    o.str("region", &t.region);
+                });
+            }
+            doc.object("policy", |o| {
+                o.str("name", &e.policy);
+                o.bool("is_applied", true);
+            });
+            doc.object("trace", |o| o.str("uid", &e.trace));
+            doc.object("unmapped", |o| {
+                o.str("policy_mode", &e.mode);
+                o.str("actor", &e.actor);
+                o.str("target", &e.target);
+                if !e.extra.is_empty() {
+                    o.map("extra", &e.extra);
+                }
+            });
+        });
     }
 }
 
