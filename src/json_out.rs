@@ -197,20 +197,28 @@ impl Object<'_> {
 
     /// `"key":{"k1":v1,...}`: a map of dynamic keys (escaped) to JSON values, in its order.
     pub fn map(&mut self, key: &'static str, map: &Map<String, Value>) {
-        self.key(key);
-        self.out.push(b'{');
-        for (index, (name, value)) in map.iter().enumerate() {
-            if index > 0 {
-                self.out.push(b',');
+        self.object(key, |o| {
+            for (name, value) in map {
+                o.value_at(&[name], value);
             }
-            string(self.out, name);
-            self.out.push(b':');
-            match value {
-                Value::String(text) => string(self.out, text),
-                other => write(self.out, other),
-            }
+        });
+    }
+
+    /// `"<parts concatenated>":<value>`: a field whose key is built from dynamic parts
+    /// (escaped), e.g. `extra.<name>`.
+    pub fn value_at(&mut self, key_parts: &[&str], value: &Value) {
+        if !std::mem::take(&mut self.empty) {
+            self.out.push(b',');
         }
-        self.out.push(b'}');
+        self.out.push(b'"');
+        for part in key_parts {
+            escape_into(self.out, part);
+        }
+        self.out.extend_from_slice(b"\":");
+        match value {
+            Value::String(text) => string(self.out, text),
+            other => write(self.out, other),
+        }
     }
 }
 

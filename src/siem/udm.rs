@@ -6,12 +6,11 @@
 //! already wrapped as `{"udm": …}` with `wrap_event`, so a bridge only has to join records into the
 //! `events` array. Extra input fields go into `additional` as `extra.<name>`.
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::json::{user_email, write, Message, SeverityBand, Truncated};
-use super::{Encoder, Product};
+use super::json::{truncate_utf8, user_email, SeverityBand};
+use super::{message_parts, Encoder, Product};
+use crate::json_out::{self, Object};
 use crate::model::{Decision, EnrichedEvent};
 
 /// Longest `metadata.productVersion`, in bytes.
@@ -76,165 +75,23 @@ fn cloud_environment(provider: &str) -> Option<&'static str> {
     }
 }
 
-#[derive(Serialize)]
-struct Wrapped<'a> {
-    udm: Event<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Event<'a> {
-    metadata: Metadata<'a>,
-    principal: Principal<'a>,
-    target: Target<'a>,
-    security_result: [SecurityResult<'a>; 1],
-    additional: Additional<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Metadata<'a> {
-    event_timestamp: &'a str,
-    event_type: &'static str,
-    vendor_name: &'a str,
-    product_name: &'a str,
-    product_version: Truncated<'a>,
-    product_event_type: Truncated<'a>,
-    product_log_id: Truncated<'a>,
-    description: Message<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Principal<'a> {
-    user: User<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    application: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct User<'a> {
-    userid: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email_addresses: Option<[&'a str; 1]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_type: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Target<'a> {
-    application: &'a str,
-    resource: Resource<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource_ancestors: Option<[Ancestor<'a>; 1]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloud: Option<Cloud>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    location: Option<Location<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Resource<'a> {
-    name: &'a str,
-    product_object_id: &'a str,
-    resource_type: &'static str,
-    resource_subtype: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attribute: Option<Attribute<'a>>,
-}
-
-#[derive(Serialize)]
-struct Attribute<'a> {
-    labels: [Label<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Label<'a> {
-    key: &'static str,
-    value: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Ancestor<'a> {
-    name: &'a str,
-    resource_type: &'static str,
-}
-
-#[derive(Serialize)]
-struct Cloud {
-    environment: &'static str,
-}
-
-#[derive(Serialize)]
-struct Location<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SecurityResult<'a> {
-    action: [&'static str; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action_details: Option<&'a str>,
-    rule_name: &'a str,
-    rule_type: &'a str,
-    summary: Summary<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    severity: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    category: Option<[&'static str; 1]>,
-}
-
-/// `<action> <result>`, e.g. `deploy allowed`.
-struct Summary<'a>(&'a str, &'a str);
-
-impl Serialize for Summary<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{} {}", self.0, self.1))
-    }
-}
-
-/// `additional` (a protobuf Struct): trace, raw actor and target, then each extra as
-/// `extra.<name>`, so no extra can collide with the fixed keys.
-struct Additional<'a> {
-    trace: &'a str,
-    actor: &'a str,
-    target: &'a str,
-    extra: &'a Map<String, Value>,
-}
-
-struct ExtraKey<'a>(&'a str);
-
-impl Serialize for ExtraKey<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("extra.{}", self.0))
-    }
-}
-
-impl Serialize for Additional<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3 + self.extra.len()))?;
-        map.serialize_entry("trace_id", self.trace)?;
-        map.serialize_entry("actor", self.actor)?;
-        map.serialize_entry("target", self.target)?;
-        for (key, value) in self.extra {
-            map.serialize_entry(&ExtraKey(key), value)?;
-        }
-        map.end()
-    }
-}
-
 impl Encoder for UdmEncoder {
     fn name(&self) -> &'static str {
         "udm"
     }
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        if self.config.wrap_event {
+            json_out::object(out, |wrapped| wrapped.object("udm", |event| self.event(enriched, event)));
+        } else {
+            json_out::object(out, |event| self.event(enriched, event));
+        }
+    }
+}
+
+impl UdmEncoder {
+    /// The fields of one UDM event.
+    fn event(&self, enriched: &EnrichedEvent, doc: &mut Object<'_>) {
         let e = &enriched.event;
         let service = enriched.actor_kind == "service";
         let parts = enriched.target_parts.as_ref();
@@ -243,64 +100,82 @@ impl Encoder for UdmEncoder {
             Decision::Denied => ("BLOCK", None),
             Decision::Other => ("UNKNOWN_ACTION", Some(e.result.as_str())),
         };
-        let event = Event {
-            metadata: Metadata {
-                event_timestamp: &e.ts,
-                event_type: event_type(&e.action),
-                vendor_name: &self.product.vendor,
-                product_name: &self.product.name,
-                product_version: Truncated(&self.product.version, MAX_PRODUCT_VERSION),
-                product_event_type: Truncated(&e.action, MAX_PRODUCT_EVENT_TYPE),
-                product_log_id: Truncated(&enriched.event_id, MAX_PRODUCT_LOG_ID),
-                description: Message(enriched),
-            },
-            principal: Principal {
-                user: User {
-                    userid: &enriched.actor_id,
-                    email_addresses: user_email(enriched).map(|email| [email]),
-                    account_type: service.then_some("SERVICE_ACCOUNT_TYPE"),
-                },
-                application: service.then_some(enriched.actor_id.as_str()),
-            },
-            target: Target {
-                application: &enriched.artifact_name,
-                resource: Resource {
-                    name: &enriched.artifact_name,
-                    product_object_id: &e.artifact,
-                    resource_type: "SERVICE",
-                    resource_subtype: "artifact",
-                    attribute: enriched
-                        .artifact_version
-                        .as_deref()
-                        .map(|version| Attribute { labels: [Label { key: "version", value: version }] }),
-                },
-                resource_ancestors: parts.map(|t| [Ancestor { name: &t.cluster, resource_type: "CLUSTER" }]),
-                cloud: parts.and_then(|t| cloud_environment(&t.provider)).map(|environment| Cloud { environment }),
-                location: parts.map(|t| Location { name: &t.region }),
-            },
-            security_result: [SecurityResult {
-                action: [action],
-                action_details,
-                rule_name: &e.policy,
-                rule_type: &e.mode,
-                summary: Summary(&e.action, &e.result),
-                description: e.reason.as_deref(),
-                severity: severity(enriched.severity),
-                category: (e.decision == Decision::Denied).then_some(["POLICY_VIOLATION"]),
-            }],
-            additional: Additional { trace: &e.trace, actor: &e.actor, target: &e.target, extra: &e.extra },
-        };
-        if self.config.wrap_event {
-            write(out, &Wrapped { udm: event });
-        } else {
-            write(out, &event);
-        }
+        doc.object("metadata", |o| {
+            o.str("eventTimestamp", &e.ts);
+            o.str("eventType", event_type(&e.action));
+            o.str("vendorName", &self.product.vendor);
+            o.str("productName", &self.product.name);
+            o.str("productVersion", truncate_utf8(&self.product.version, MAX_PRODUCT_VERSION));
+            o.str("productEventType", truncate_utf8(&e.action, MAX_PRODUCT_EVENT_TYPE));
+            o.str("productLogId", truncate_utf8(&enriched.event_id, MAX_PRODUCT_LOG_ID));
+            o.str_parts("description", &message_parts(enriched));
+        });
+        doc.object("principal", |o| {
+            o.object("user", |u| {
+                u.str("userid", &enriched.actor_id);
+                if let Some(email) = user_email(enriched) {
+                    u.str_array("emailAddresses", [email]);
+                }
+                u.opt_str("accountType", service.then_some("SERVICE_ACCOUNT_TYPE"));
+            });
+            o.opt_str("application", service.then_some(enriched.actor_id.as_str()));
+        });
+        doc.object("target", |o| {
+            o.str("application", &enriched.artifact_name);
+            o.object("resource", |r| {
+                r.str("name", &enriched.artifact_name);
+                r.str("productObjectId", &e.artifact);
+                r.str("resourceType", "SERVICE");
+                r.str("resourceSubtype", "artifact");
+                if let Some(version) = enriched.artifact_version.as_deref() {
+                    r.object("attribute", |a| {
+                        a.object_array_of_one("labels", |l| {
+                            l.str("key", "version");
+                            l.str("value", version);
+                        })
+                    });
+                }
+            });
+            if let Some(t) = parts {
+                o.object_array_of_one("resourceAncestors", |a| {
+                    a.str("name", &t.cluster);
+                    a.str("resourceType", "CLUSTER");
+                });
+                if let Some(environment) = cloud_environment(&t.provider) {
+                    o.object("cloud", |c| c.str("environment", environment));
+                }
+                o.object("location", |l| l.str("name", &t.region));
+            }
+        });
+        doc.object_array_of_one("securityResult", |o| {
+            o.str_array("action", [action]);
+            o.opt_str("actionDetails", action_details);
+            o.str("ruleName", &e.policy);
+            o.str("ruleType", &e.mode);
+            o.str_parts("summary", &[&e.action, " ", &e.result]);
+            o.opt_str("description", e.reason.as_deref());
+            o.str("severity", severity(enriched.severity));
+            if e.decision == Decision::Denied {
+                o.str_array("category", ["POLICY_VIOLATION"]);
+            }
+        });
+        // `additional` (a protobuf Struct): trace, raw actor and target, then each extra as
+        // `extra.<name>`, so no extra can collide with the fixed keys.
+        doc.object("additional", |o| {
+            o.str("trace_id", &e.trace);
+            o.str("actor", &e.actor);
+            o.str("target", &e.target);
+            for (name, value) in &e.extra {
+                o.value_at(&["extra.", name], value);
+            }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Map, Value};
     use crate::siem::json::testing::{enriched, hostile, keys, parse, product, raw_event, SEED_A, SEED_B};
     use proptest::prelude::*;
 
