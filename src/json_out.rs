@@ -195,6 +195,19 @@ impl Object<'_> {
         write(self.out, value);
     }
 
+    /// `"key":<any serde value>`, through [`write`].
+    pub fn serialize<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        self.key(key);
+        write(self.out, value);
+    }
+
+    /// `"key":<whatever fill appends>`: `fill` writes one complete JSON value into the buffer.
+    /// For values that must be measured or rewritten after writing.
+    pub fn raw(&mut self, key: &'static str, fill: impl FnOnce(&mut Vec<u8>)) {
+        self.key(key);
+        fill(self.out);
+    }
+
     /// `"key":{"k1":v1,...}`: a map of dynamic keys (escaped) to JSON values, in its order.
     pub fn map(&mut self, key: &'static str, map: &Map<String, Value>) {
         self.object(key, |o| {

@@ -12,8 +12,9 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::json::{truncate_utf8, user_email, write, Message, SeverityBand, Truncated};
-use super::{Encoder, Product};
+use super::json::{truncate_utf8, user_email, Message, SeverityBand};
+use super::{message_parts, Encoder, Product};
+use crate::json_out;
 use crate::model::{Decision, EnrichedEvent};
 
 /// ASIM schema version written to `EventSchemaVersion`.
@@ -93,77 +94,6 @@ pub fn severity(severity: u8) -> &'static str {
     }
 }
 
-/// The row without `AdditionalFields`, which is appended by hand so its size can be checked.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Row<'a> {
-    time_generated: &'a str,
-    event_start_time: &'a str,
-    event_end_time: &'a str,
-    event_count: u8,
-    event_type: &'static str,
-    event_sub_type: Truncated<'a>,
-    event_result: &'static str,
-    event_severity: &'static str,
-    event_schema: &'static str,
-    event_schema_version: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_original_result_details: Option<Truncated<'a>>,
-    event_product: Truncated<'a>,
-    event_vendor: Truncated<'a>,
-    event_product_version: Truncated<'a>,
-    event_original_uid: &'a str,
-    event_message: EventMessage<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dvc_action: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dvc_original_action: Option<Truncated<'a>>,
-    dvc_hostname: Truncated<'a>,
-    operation: Truncated<'a>,
-    object: Truncated<'a>,
-    object_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    new_value: Option<Truncated<'a>>,
-    actor_username: Truncated<'a>,
-    actor_username_type: &'static str,
-    actor_user_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor_original_user_type: Option<Truncated<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    acting_app_name: Option<Truncated<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    acting_app_type: Option<&'static str>,
-    target_app_name: Truncated<'a>,
-    target_app_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target_hostname: Option<Truncated<'a>>,
-    rule_name: Truncated<'a>,
-}
-
-/// The summary line, cut to the value limit (built only when it is too long).
-struct EventMessage<'a>(&'a EnrichedEvent, usize);
-
-impl Serialize for EventMessage<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let message = Message(self.0);
-        if message.byte_len() <= self.1 {
-            message.serialize(serializer)
-        } else {
-            serializer.serialize_str(truncate_utf8(&message.to_string(), self.1))
-        }
-    }
-}
-
-/// `AdditionalFields`: what the audit schema has no column for.
-struct Additional<'a> {
-    trace: &'a str,
-    mode: &'a str,
-    cloud: Option<(&'a str, &'a str)>,
-    target: &'a str,
-    extra: Option<&'a Map<String, Value>>,
-    max: usize,
-}
-
 /// A JSON value with every string (keys included) cut to `.1` bytes.
 struct Capped<'a>(&'a Value, usize);
 
@@ -190,23 +120,13 @@ impl Serialize for CappedMap<'_> {
     }
 }
 
-impl Serialize for Additional<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let max = self.max;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("TraceId", &Truncated(self.trace, max))?;
-        map.serialize_entry("PolicyMode", &Truncated(self.mode, max))?;
-        if let Some((provider, region)) = self.cloud {
-            map.serialize_entry("CloudProvider", &Truncated(provider, max))?;
-            map.serialize_entry("CloudRegion", &Truncated(region, max))?;
-        }
-        map.serialize_entry("Target", &Truncated(self.target, max))?;
-        match self.extra {
-            Some(extra) if !extra.is_empty() => map.serialize_entry("Extra", &CappedMap(extra, max))?,
-            Some(_) => {}
-            None => map.serialize_entry("ExtraOmitted", &true)?,
-        }
-        map.end()
+/// The value limit: every string is cut to it on a character boundary.
+#[derive(Clone, Copy)]
+struct Limit(usize);
+
+impl Limit {
+    fn cut(self, text: &str) -> &str {
+        truncate_utf8(text, self.0)
     }
 }
 
@@ -218,10 +138,11 @@ impl Encoder for AsimEncoder {
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let max = self.config.max_value_bytes;
+        let limit = Limit(max);
         let (result, dvc_action, dvc_original_action) = match e.decision {
             Decision::Allowed => ("Success", Some("Allow"), None),
             Decision::Denied => ("Failure", Some("Deny"), None),
-            Decision::Other => ("NA", None, Some(Truncated(&e.result, max))),
+            Decision::Other => ("NA", None, Some(limit.cut(&e.result))),
         };
         let service = enriched.actor_kind == "service";
         let (username_type, user_type) = match enriched.actor_kind.as_str() {
@@ -233,66 +154,76 @@ impl Encoder for AsimEncoder {
         let other_kind = !matches!(enriched.actor_kind.as_str(), "user" | "service");
         let parts = enriched.target_parts.as_ref();
         let event_type = event_type(&e.action);
-        let row = Row {
-            time_generated: &e.ts,
-            event_start_time: &e.ts,
-            event_end_time: &e.ts,
-            event_count: 1,
-            event_type,
-            event_sub_type: Truncated(&e.action, max),
-            event_result: result,
-            event_severity: severity(enriched.severity),
-            event_schema: "AuditEvent",
-            event_schema_version: SCHEMA_VERSION,
-            event_original_result_details: e.reason.as_deref().map(|s| Truncated(s, max)),
-            event_product: Truncated(&self.product.name, max),
-            event_vendor: Truncated(&self.product.vendor, max),
-            event_product_version: Truncated(&self.product.version, max),
-            event_original_uid: &enriched.event_id,
-            event_message: EventMessage(enriched, max),
-            dvc_action,
-            dvc_original_action,
-            dvc_hostname: Truncated(self.config.dvc_hostname.as_deref().unwrap_or(&self.product.name), max),
-            operation: Truncated(&e.action, max),
-            object: Truncated(&e.artifact, max),
-            object_type: "Cloud Resource",
+        json_out::object(out, |row| {
+            row.str("TimeGenerated", &e.ts);
+            row.str("EventStartTime", &e.ts);
+            row.str("EventEndTime", &e.ts);
+            row.int("EventCount", 1);
+            row.str("EventType", event_type);
+            row.str("EventSubType", limit.cut(&e.action));
+            row.str("EventResult", result);
+            row.str("EventSeverity", severity(enriched.severity));
+            row.str("EventSchema", "AuditEvent");
+            row.str("EventSchemaVersion", SCHEMA_VERSION);
+            row.opt_str("EventOriginalResultDetails", e.reason.as_deref().map(|text| limit.cut(text)));
+            row.str("EventProduct", limit.cut(&self.product.name));
+            row.str("EventVendor", limit.cut(&self.product.vendor));
+            row.str("EventProductVersion", limit.cut(&self.product.version));
+            row.str("EventOriginalUid", &enriched.event_id);
+            // The summary line, cut to the value limit (built only when it is too long).
+            if Message(enriched).byte_len() <= max {
+                row.str_parts("EventMessage", &message_parts(enriched));
+            } else {
+                row.str("EventMessage", limit.cut(&Message(enriched).to_string()));
+            }
+            row.opt_str("DvcAction", dvc_action);
+            row.opt_str("DvcOriginalAction", dvc_original_action);
+            row.str("DvcHostname", limit.cut(self.config.dvc_hostname.as_deref().unwrap_or(&self.product.name)));
+            row.str("Operation", limit.cut(&e.action));
+            row.str("Object", limit.cut(&e.artifact));
+            row.str("ObjectType", "Cloud Resource");
             // The version is the object's new value only when the action changes the object.
-            new_value: enriched
-                .artifact_version
-                .as_deref()
-                .filter(|_| matches!(event_type, "Install" | "Set" | "Create"))
-                .map(|s| Truncated(s, max)),
-            actor_username: Truncated(&enriched.actor_id, max),
-            actor_username_type: username_type,
-            actor_user_type: user_type,
-            actor_original_user_type: other_kind.then(|| Truncated(&enriched.actor_kind, max)),
-            acting_app_name: service.then(|| Truncated(&enriched.actor_id, max)),
-            acting_app_type: service.then_some("Service"),
-            target_app_name: Truncated(&enriched.artifact_name, max),
-            target_app_type: "Service",
-            target_hostname: parts.map(|p| Truncated(&p.cluster, max)),
-            rule_name: Truncated(&e.policy, max),
-        };
-        write(out, &row);
-        // Replace the closing brace with `,"AdditionalFields":{…}}`.
-        out.pop();
-        out.extend_from_slice(b",\"AdditionalFields\":");
-        let start = out.len();
-        let mut additional = Additional {
-            trace: &e.trace,
-            mode: &e.mode,
-            cloud: parts.map(|p| (p.provider.as_str(), p.region.as_str())),
-            target: &e.target,
-            extra: Some(&e.extra),
-            max,
-        };
-        write(out, &additional);
-        if out.len() - start > max {
-            out.truncate(start);
-            additional.extra = None;
-            write(out, &additional);
-        }
-        out.push(b'}');
+            row.opt_str(
+                "NewValue",
+                enriched.artifact_version.as_deref().filter(|_| matches!(event_type, "Install" | "Set" | "Create")).map(|text| limit.cut(text)),
+            );
+            row.str("ActorUsername", limit.cut(&enriched.actor_id));
+            row.str("ActorUsernameType", username_type);
+            row.str("ActorUserType", user_type);
+            row.opt_str("ActorOriginalUserType", other_kind.then(|| limit.cut(&enriched.actor_kind)));
+            row.opt_str("ActingAppName", service.then(|| limit.cut(&enriched.actor_id)));
+            row.opt_str("ActingAppType", service.then_some("Service"));
+            row.str("TargetAppName", limit.cut(&enriched.artifact_name));
+            row.str("TargetAppType", "Service");
+            row.opt_str("TargetHostname", parts.map(|p| limit.cut(&p.cluster)));
+            row.str("RuleName", limit.cut(&e.policy));
+            // `AdditionalFields`: what the audit schema has no column for. The whole object must
+            // fit the value limit too: when the extras make it too long, they are left out.
+            row.raw("AdditionalFields", |buf| {
+                let start = buf.len();
+                let additional = |buf: &mut Vec<u8>, with_extra: bool| {
+                    json_out::object(buf, |o| {
+                        o.str("TraceId", limit.cut(&e.trace));
+                        o.str("PolicyMode", limit.cut(&e.mode));
+                        if let Some(p) = parts {
+                            o.str("CloudProvider", limit.cut(&p.provider));
+                            o.str("CloudRegion", limit.cut(&p.region));
+                        }
+                        o.str("Target", limit.cut(&e.target));
+                        if !with_extra {
+                            o.bool("ExtraOmitted", true);
+                        } else if !e.extra.is_empty() {
+                            o.serialize("Extra", &CappedMap(&e.extra, max));
+                        }
+                    })
+                };
+                additional(buf, true);
+                if buf.len() - start > max {
+                    buf.truncate(start);
+                    additional(buf, false);
+                }
+            });
+        });
     }
 }
 
