@@ -189,6 +189,15 @@ impl Object<'_> {
         self.out.push(b']');
     }
 
+    /// `"key":[...]`, the elements added by `fill`.
+    pub fn array(&mut self, key: &'static str, fill: impl FnOnce(&mut Array<'_>)) {
+        self.key(key);
+        let mut list = Array { out: self.out, empty: true };
+        list.out.push(b'[');
+        fill(&mut list);
+        list.out.push(b']');
+    }
+
     /// `"key":<value>` for any JSON value.
     pub fn value(&mut self, key: &'static str, value: &Value) {
         self.key(key);
@@ -235,6 +244,33 @@ impl Object<'_> {
     }
 }
 
+/// A JSON array being written, element by element.
+pub struct Array<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl Array<'_> {
+    #[inline]
+    fn separate(&mut self) {
+        if !std::mem::take(&mut self.empty) {
+            self.out.push(b',');
+        }
+    }
+
+    /// An object element, its fields added by `fill`.
+    pub fn object(&mut self, fill: impl FnOnce(&mut Object<'_>)) {
+        self.separate();
+        object(self.out, fill);
+    }
+
+    /// A string element.
+    pub fn str(&mut self, value: &str) {
+        self.separate();
+        string(self.out, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -269,12 +305,17 @@ mod tests {
             });
             doc.object("empty", |_| {});
             doc.object_array_of_one("one", |o| o.int("u", 7));
+            doc.array("list", |l| {
+                l.str("s");
+                l.object(|o| o.str("k", "v"));
+            });
+            doc.array("none", |_| {});
             doc.str_parts("m", &["p", "\"q\""]);
             doc.map("extra", &extra);
             doc.value("v", &serde_json::json!([null, {"k": false}]));
         });
         let expected = serde_json::json!({
-            "a": "1", "b": {"n": -3, "t": true, "l": ["x", "y\n"]}, "empty": {}, "one": [{"u": 7}], "m": "p\"q\"",
+            "a": "1", "b": {"n": -3, "t": true, "l": ["x", "y\n"]}, "empty": {}, "one": [{"u": 7}], "list": ["s", {"k": "v"}], "none": [], "m": "p\"q\"",
             "extra": {"n\"1": 1.5, "s": "x\u{7f}é"}, "v": [null, {"k": false}]
         });
         assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&expected).unwrap());

@@ -8,12 +8,12 @@
 //! trace ids (`tr-…`) are not W3C ids: they go to the `<prefix>.trace_id` attribute, and
 //! `traceId` is set only when the trace already is a W3C trace id or `traceparent`.
 
-use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::json::{user_email, write, Message, SeverityBand};
-use super::{Encoder, Product};
+use super::json::{user_email, SeverityBand};
+use super::{message_parts, Encoder, Product};
+use crate::json_out::{self, Array, Object};
 use crate::model::EnrichedEvent;
 
 /// Semantic conventions version of the attribute names.
@@ -177,172 +177,57 @@ impl Serialize for UnixNanos {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Request<'a> {
-    resource_logs: [ResourceLogs<'a>; 1],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResourceLogs<'a> {
-    resource: Resource<'a>,
-    scope_logs: [ScopeLogs<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    attributes: [KeyValue<'a>; 2],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ScopeLogs<'a> {
-    scope: Scope,
-    schema_url: &'static str,
-    log_records: [LogRecord<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Scope {
-    name: &'static str,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LogRecord<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time_unix_nano: Option<UnixNanos>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    observed_time_unix_nano: Option<UnixNanos>,
-    severity_number: u8,
-    severity_text: &'static str,
-    event_name: &'a str,
-    body: Body<'a>,
-    attributes: WithTrace<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    span_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flags: Option<u8>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Body<'a> {
-    string_value: Message<'a>,
-}
-
-/// One attribute: `{"key": …, "value": {…}}`.
-#[derive(Serialize)]
-struct KeyValue<'a> {
-    key: Key<'a>,
-    value: AnyValue<'a>,
-}
-
-/// An attribute key, written in one or two pieces.
-enum Key<'a> {
-    Plain(&'a str),
-    /// `<prefix>.extra` and the extra field's name.
-    Extra(&'a str, &'a str),
-}
-
-impl Serialize for Key<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Key::Plain(key) => serializer.serialize_str(key),
-            Key::Extra(prefix, name) => serializer.collect_str(&format_args!("{prefix}.{name}")),
+impl UnixNanos {
+    /// Writes `"key":"<nanoseconds>"`.
+    fn write(self, o: &mut Object<'_>, key: &'static str) {
+        if self.0 == 0 {
+            o.str(key, "0");
+        } else {
+            o.str_parts(key, &[itoa::Buffer::new().format(self.0), "000000"]);
         }
     }
 }
 
-/// An OTLP `AnyValue`.
-enum AnyValue<'a> {
-    Str(&'a str),
-    Json(&'a Value),
+/// One attribute with a string value: `{"key":…,"value":{"stringValue":…}}`.
+fn attribute(list: &mut Array<'_>, key: &str, value: &str) {
+    list.object(|kv| {
+        kv.str("key", key);
+        kv.object("value", |v| v.str("stringValue", value));
+    });
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StringValue<'a> {
-    string_value: &'a str,
-}
-
-impl Serialize for AnyValue<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        match self {
-            AnyValue::Str(text) => StringValue { string_value: text }.serialize(serializer),
-            AnyValue::Json(value) => {
-                let mut s = serializer.serialize_struct("AnyValue", 1)?;
-                match value {
-                    // An empty AnyValue is OTLP's null.
-                    Value::Null => {}
-                    Value::Bool(b) => s.serialize_field("boolValue", b)?,
-                    Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                        (Some(i), _, _) => s.serialize_field("intValue", &i.to_string())?,
-                        // Past i64: keep every digit as text rather than round it.
-                        (None, Some(u), _) => s.serialize_field("stringValue", &u.to_string())?,
-                        (None, None, Some(f)) => s.serialize_field("doubleValue", &f)?,
-                        (None, None, None) => s.serialize_field("stringValue", &n.to_string())?,
-                    },
-                    Value::String(text) => s.serialize_field("stringValue", text)?,
-                    Value::Array(items) => s.serialize_field("arrayValue", &ArrayValue(items))?,
-                    Value::Object(map) => s.serialize_field("kvlistValue", &KvList(map))?,
+/// The fields of an OTLP `AnyValue` holding any JSON value (an extra input field).
+fn any_value(o: &mut Object<'_>, value: &Value) {
+    match value {
+        // An empty AnyValue is OTLP's null.
+        Value::Null => {}
+        Value::Bool(b) => o.bool("boolValue", *b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => o.str("intValue", itoa::Buffer::new().format(i)),
+            // Past i64: keep every digit as text rather than round it.
+            (None, Some(u), _) => o.str("stringValue", itoa::Buffer::new().format(u)),
+            (None, None, Some(f)) => o.serialize("doubleValue", &f),
+            (None, None, None) => o.str("stringValue", &n.to_string()),
+        },
+        Value::String(text) => o.str("stringValue", text),
+        Value::Array(items) => o.object("arrayValue", |a| {
+            a.array("values", |list| {
+                for item in items {
+                    list.object(|v| any_value(v, item));
                 }
-                s.end()
-            }
-        }
+            })
+        }),
+        Value::Object(map) => o.object("kvlistValue", |kv| {
+            kv.array("values", |list| {
+                for (key, item) in map {
+                    list.object(|entry| {
+                        entry.str("key", key);
+                        entry.object("value", |v| any_value(v, item));
+                    });
+                }
+            })
+        }),
     }
-}
-
-struct ArrayValue<'a>(&'a [Value]);
-
-impl Serialize for ArrayValue<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Values<I> {
-            values: I,
-        }
-        struct Items<'a>(&'a [Value]);
-        impl Serialize for Items<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(AnyValue::Json))
-            }
-        }
-        Values { values: Items(self.0) }.serialize(serializer)
-    }
-}
-
-struct KvList<'a>(&'a Map<String, Value>);
-
-impl Serialize for KvList<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Values<I> {
-            values: I,
-        }
-        struct Items<'a>(&'a Map<String, Value>);
-        impl Serialize for Items<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(|(key, value)| KeyValue { key: Key::Plain(key), value: AnyValue::Json(value) }))
-            }
-        }
-        Values { values: Items(self.0) }.serialize(serializer)
-    }
-}
-
-/// The record's attributes in the order of the worked examples; see [`WithTrace`].
-struct Attributes<'a> {
-    fixed: [Option<KeyValue<'a>>; 16],
-    extra_prefix: &'a str,
-    extra: &'a Map<String, Value>,
-}
-
-fn attr<'a>(key: &'a str, value: &'a str) -> Option<KeyValue<'a>> {
-    Some(KeyValue { key: Key::Plain(key), value: AnyValue::Str(value) })
 }
 
 impl Encoder for OtlpEncoder {
@@ -357,77 +242,72 @@ impl Encoder for OtlpEncoder {
         let context = trace_context(&e.trace);
         let parts = enriched.target_parts.as_ref();
         let user = enriched.actor_kind == "user";
-        let attributes = Attributes {
-            fixed: [
-                attr(&k.event_id, &enriched.event_id),
-                attr(&k.action, &e.action),
-                attr(&k.result, &e.result),
-                e.reason.as_deref().and_then(|reason| attr(&k.reason, reason)),
-                attr(&k.actor, &e.actor),
-                attr(&k.actor_type, super::actor_type(enriched)),
-                user.then(|| attr("user.name", &enriched.actor_id)).flatten(),
-                user_email(enriched).and_then(|email| attr("user.email", email)),
-                attr(&k.artifact, &e.artifact),
-                enriched.artifact_version.as_deref().and_then(|version| attr("artifact.version", version)),
-                attr("security_rule.name", &e.policy),
-                attr(&k.policy_mode, &e.mode),
-                attr(&k.target, &e.target),
-                parts.and_then(|t| attr("cloud.provider", &t.provider)),
-                parts.and_then(|t| attr("cloud.region", &t.region)),
-                parts.filter(|_| self.config.kubernetes_targets).and_then(|t| attr("k8s.cluster.name", &t.cluster)),
-            ],
-            extra_prefix: &k.extra,
-            extra: &e.extra,
-        };
-        let request = Request {
-            resource_logs: [ResourceLogs {
-                resource: Resource {
-                    attributes: [
-                        KeyValue { key: Key::Plain("service.name"), value: AnyValue::Str(&self.product.source) },
-                        KeyValue { key: Key::Plain("service.version"), value: AnyValue::Str(&self.product.version) },
-                    ],
-                },
-                scope_logs: [ScopeLogs {
-                    scope: Scope { name: SCOPE_NAME, version: env!("CARGO_PKG_VERSION") },
-                    schema_url: SCHEMA_URL,
-                    log_records: [LogRecord {
-                        time_unix_nano: unix_nanos(e.ts_ms),
-                        observed_time_unix_nano: unix_nanos(enriched.provenance.ingest_ms).filter(|n| n.0 > 0),
-                        severity_number,
-                        severity_text,
-                        event_name: &k.event_name,
-                        body: Body { string_value: Message(enriched) },
-                        attributes: WithTrace { attributes, key: &k.trace_id, trace: &e.trace },
-                        trace_id: context.map(|c| c.trace_id),
-                        span_id: context.and_then(|c| c.span_id),
-                        flags: context.and_then(|c| c.flags),
-                    }],
-                }],
-            }],
-        };
-        write(out, &request);
-    }
-}
-
-/// [`Attributes`] with `<prefix>.trace_id` after the fixed attributes and before the extras.
-struct WithTrace<'a> {
-    attributes: Attributes<'a>,
-    key: &'a str,
-    trace: &'a str,
-}
-
-impl Serialize for WithTrace<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let a = &self.attributes;
-        let mut seq = serializer.serialize_seq(None)?;
-        for attribute in a.fixed.iter().flatten() {
-            seq.serialize_element(attribute)?;
-        }
-        seq.serialize_element(&KeyValue { key: Key::Plain(self.key), value: AnyValue::Str(self.trace) })?;
-        for (name, value) in a.extra {
-            seq.serialize_element(&KeyValue { key: Key::Extra(a.extra_prefix, name), value: AnyValue::Json(value) })?;
-        }
-        seq.end()
+        // The record's attributes in the order of the worked examples; `<prefix>.trace_id` comes
+        // after the fixed attributes and before the extras.
+        let fixed: [Option<(&str, &str)>; 16] = [
+            Some((&k.event_id, &enriched.event_id)),
+            Some((&k.action, &e.action)),
+            Some((&k.result, &e.result)),
+            e.reason.as_deref().map(|reason| (k.reason.as_str(), reason)),
+            Some((&k.actor, &e.actor)),
+            Some((&k.actor_type, super::actor_type(enriched))),
+            user.then_some(("user.name", enriched.actor_id.as_str())),
+            user_email(enriched).map(|email| ("user.email", email)),
+            Some((&k.artifact, &e.artifact)),
+            enriched.artifact_version.as_deref().map(|version| ("artifact.version", version)),
+            Some(("security_rule.name", &e.policy)),
+            Some((&k.policy_mode, &e.mode)),
+            Some((&k.target, &e.target)),
+            parts.map(|t| ("cloud.provider", t.provider.as_str())),
+            parts.map(|t| ("cloud.region", t.region.as_str())),
+            parts.filter(|_| self.config.kubernetes_targets).map(|t| ("k8s.cluster.name", t.cluster.as_str())),
+        ];
+        json_out::object(out, |request| {
+            request.object_array_of_one("resourceLogs", |logs| {
+                logs.object("resource", |resource| {
+                    resource.array("attributes", |list| {
+                        attribute(list, "service.name", &self.product.source);
+                        attribute(list, "service.version", &self.product.version);
+                    })
+                });
+                logs.object_array_of_one("scopeLogs", |scope_logs| {
+                    scope_logs.object("scope", |scope| {
+                        scope.str("name", SCOPE_NAME);
+                        scope.str("version", env!("CARGO_PKG_VERSION"));
+                    });
+                    scope_logs.str("schemaUrl", SCHEMA_URL);
+                    scope_logs.object_array_of_one("logRecords", |record| {
+                        if let Some(time) = unix_nanos(e.ts_ms) {
+                            time.write(record, "timeUnixNano");
+                        }
+                        if let Some(observed) = unix_nanos(enriched.provenance.ingest_ms).filter(|n| n.0 > 0) {
+                            observed.write(record, "observedTimeUnixNano");
+                        }
+                        record.int("severityNumber", i64::from(severity_number));
+                        record.str("severityText", severity_text);
+                        record.str("eventName", &k.event_name);
+                        record.object("body", |body| body.str_parts("stringValue", &message_parts(enriched)));
+                        record.array("attributes", |list| {
+                            for (key, value) in fixed.iter().flatten() {
+                                attribute(list, key, value);
+                            }
+                            attribute(list, &k.trace_id, &e.trace);
+                            for (name, value) in &e.extra {
+                                list.object(|kv| {
+                                    kv.str_parts("key", &[&k.extra, ".", name]);
+                                    kv.object("value", |v| any_value(v, value));
+                                });
+                            }
+                        });
+                        record.opt_str("traceId", context.map(|c| c.trace_id));
+                        record.opt_str("spanId", context.and_then(|c| c.span_id));
+                        if let Some(flags) = context.and_then(|c| c.flags) {
+                            record.int("flags", i64::from(flags));
+                        }
+                    });
+                });
+            });
+        });
     }
 }
 
@@ -564,7 +444,7 @@ mod tests {
             ms in 0i64..=18_446_744_073_709,
         ) {
             let actor = format!("{kind}:{id}");
-            let mut extra = Map::new();
+            let mut extra = serde_json::Map::new();
             extra.insert(key.clone(), Value::String(value.clone()));
             let mut event = raw_event(&actor, &action, &artifact, &policy, &target, &mode, &trace, &result, Some(&reason), extra, 6);
             event.event.ts_ms = ms;
