@@ -79,9 +79,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
     // Exact tests for "some byte is below n" (n <= 128) and "some byte is zero" on a whole word.
     let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
     let has_zero = |v: u64| has_below(v, 1);
-    let special = |word: u64| {
-        has_below(word, 0x20) || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\')))
-    };
+    let special =
+        |word: u64| has_below(word, 0x20) || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\')));
     let word_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let len = bytes.len();
     if len < 8 {

@@ -185,7 +185,11 @@ impl Encoder for AsimEncoder {
             // The version is the object's new value only when the action changes the object.
             row.opt_str(
                 "NewValue",
-                enriched.artifact_version.as_deref().filter(|_| matches!(event_type, "Install" | "Set" | "Create")).map(|text| limit.cut(text)),
+                enriched
+                    .artifact_version
+                    .as_deref()
+                    .filter(|_| matches!(event_type, "Install" | "Set" | "Create"))
+                    .map(|text| limit.cut(text)),
             );
             row.str("ActorUsername", limit.cut(&enriched.actor_id));
             row.str("ActorUsernameType", username_type);

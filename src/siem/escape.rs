@@ -113,9 +113,9 @@ pub fn leef_event_id(out: &mut Vec<u8>, text: &str) {
 
 /// Appends `text` as a JSON string literal (quotes included), with serde_json's escaping: `"`,
 /// `\` and every control character U+0000–U+001F are escaped.
+#[inline]
 pub fn json_string(out: &mut Vec<u8>, text: &str) {
-    // Writing a string into a Vec cannot fail.
-    crate::json_out::write(out, text);
+    crate::json_out::string(out, text);
 }
 
 /// Writes the concatenation of `parts`, truncated as a whole to `max_bytes` on a character

@@ -1,10 +1,7 @@
 //! Pieces shared by the JSON encoders (OCSF, UDM, ASIM, OTLP): the severity bands every one of
-//! them maps the 0–10 scale onto, UTF-8-safe truncation, and serializers that write derived
-//! strings straight into the output buffer without building them first.
+//! them maps the 0–10 scale onto, UTF-8-safe truncation, and the summary line's length.
 
 use std::fmt;
-
-use serde::{Serialize, Serializer};
 
 use crate::model::EnrichedEvent;
 
@@ -52,18 +49,8 @@ pub fn truncate_utf8(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// A string serialized truncated to at most `.1` bytes, on a character boundary.
-#[derive(Debug, Clone, Copy)]
-pub struct Truncated<'a>(pub &'a str, pub usize);
-
-impl Serialize for Truncated<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(truncate_utf8(self.0, self.1))
-    }
-}
-
-/// The shared one-line summary ([`super::message`]) serialized as a JSON string without first
-/// building it.
+/// The shared one-line summary ([`super::message`]): its length without building it, and its
+/// `Display`.
 #[derive(Clone, Copy)]
 pub struct Message<'a>(pub &'a EnrichedEvent);
 
@@ -83,21 +70,9 @@ impl fmt::Display for Message<'_> {
     }
 }
 
-impl Serialize for Message<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
 /// `user.name` style email: the actor id when the actor kind is `user` and the id contains `@`.
 pub fn user_email(event: &EnrichedEvent) -> Option<&str> {
     (event.actor_kind == "user" && event.actor_id.contains('@')).then_some(event.actor_id.as_str())
-}
-
-/// Serializes `value` into `out`. Borrowed strings, numbers and `serde_json` values cannot fail
-/// to serialize into a `Vec`, so an error here is a bug.
-pub fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    crate::json_out::write(out, value);
 }
 
 /// Test helpers shared by the encoders' unit and property tests.

@@ -191,7 +191,8 @@ impl Encoder for OcsfEncoder {
                 o.str("correlation_uid", &e.trace);
                 o.str("original_time", &e.ts);
                 o.str("log_name", &self.config.log_name);
-                let profiles: &[&str] = if parts.is_some() { &["cloud", "security_control", "trace"] } else { &["security_control", "trace"] };
+                let profiles: &[&str] =
+                    if parts.is_some() { &["cloud", "security_control", "trace"] } else { &["security_control", "trace"] };
                 o.str_array("profiles", profiles.iter().copied());
             });
             doc.object("actor", |o| {

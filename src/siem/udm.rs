@@ -175,9 +175,9 @@ impl UdmEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Map, Value};
     use crate::siem::json::testing::{enriched, hostile, keys, parse, product, raw_event, SEED_A, SEED_B};
     use proptest::prelude::*;
+    use serde_json::{Map, Value};
 
     fn encode_with(config: &UdmConfig, event: &EnrichedEvent) -> Value {
         let mut out = Vec::new();
