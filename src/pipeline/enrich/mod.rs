@@ -106,7 +106,8 @@ pub fn event_id(event: &AuditEvent) -> String {
     // joined first. `sha1` uses the SHA extensions where the CPU has them (`uuid`'s own v5 does not).
     let mut hasher = Sha1::new();
     hasher.update(Uuid::NAMESPACE_URL.as_bytes());
-    let parts = [event.ts.as_str(), &event.actor, &event.action, &event.artifact, &event.policy, &event.target, &event.trace, &event.result];
+    let parts =
+        [event.ts.as_str(), &event.actor, &event.action, &event.artifact, &event.policy, &event.target, &event.trace, &event.result];
     for (index, part) in parts.iter().enumerate() {
         if index > 0 {
             hasher.update(b"|");

@@ -8,6 +8,7 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::json_out::{self, Object};
 use crate::model::{Decision, EnrichedEvent};
 
 /// The descriptive fields of a step, shared (interned) between the steps of all windows that
@@ -238,7 +239,72 @@ impl NameBuf {
 /// Epoch milliseconds as RFC 3339 UTC with milliseconds (`2026-04-18T14:22:07.441Z`); empty when
 /// out of chrono's range (never for validated events).
 pub fn rfc3339(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
+    match rfc3339_bytes(ms) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default(),
+    }
+}
+
+/// [`rfc3339`] without chrono or an allocation, for years 0000–9999 (`None` outside them).
+/// Days to civil date after Howard Hinnant's `civil_from_days`.
+pub fn rfc3339_bytes(ms: i64) -> Option<[u8; 24]> {
+    const MIN_MS: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+    const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    if !(MIN_MS..=MAX_MS).contains(&ms) {
+        return None;
+    }
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: i64| {
+        for slot in out[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, ms_of_day / 3_600_000);
+    put(14, 2, ms_of_day / 60_000 % 60);
+    put(17, 2, ms_of_day / 1_000 % 60);
+    put(20, 3, ms_of_day % 1_000);
+    Some(out)
+}
+
+/// Writes `"key":"<rfc 3339 of ms>"`.
+fn time_field(o: &mut Object<'_>, key: &'static str, ms: i64) {
+    match rfc3339_bytes(ms) {
+        Some(bytes) => o.str(key, std::str::from_utf8(&bytes).expect("ascii digits")),
+        None => o.str(key, &rfc3339(ms)),
+    }
+}
+
+/// The fields of one step object (`steps[]` of a summary).
+fn step_fields(o: &mut Object<'_>, step: &Step) {
+    let f = &*step.fields;
+    time_field(o, "ts", step.ts_ms);
+    o.int("ts_ms", step.ts_ms);
+    o.str("action", &f.action);
+    o.str("artifact", &f.artifact);
+    o.str("result", &f.result);
+    o.str("policy", &f.policy);
+    o.str("actor", &f.actor);
+    o.str("mode", &f.mode);
+    o.str("event_id", step.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    o.object("source", |source| {
+        source.str("topic", step.topic());
+        source.int("partition", i64::from(step.partition));
+        source.int("offset", step.offset);
+    });
 }
 
 #[derive(Serialize)]
@@ -280,26 +346,6 @@ impl<'a> StepJson<'a> {
     }
 }
 
-#[derive(Serialize)]
-struct SummaryJson<'a> {
-    kind: &'static str,
-    summary_id: String,
-    trace: &'a str,
-    window_start: String,
-    window_start_ms: i64,
-    window_end: String,
-    window_end_ms: i64,
-    duration_ms: i64,
-    events: usize,
-    allowed: u32,
-    denied: u32,
-    actors: Vec<&'a str>,
-    rule_hits: Vec<&'a str>,
-    truncated: bool,
-    close_reason: &'static str,
-    steps: Vec<StepJson<'a>>,
-}
-
 impl TraceSummary {
     /// Number of events in the window.
     pub fn events(&self) -> usize {
@@ -313,26 +359,28 @@ impl TraceSummary {
 
     /// Appends the summary as one JSON object (`docs/windowing.md`, "Trace summary").
     pub fn to_json(&self, out: &mut Vec<u8>) {
-        let json = SummaryJson {
-            kind: "trace_summary",
-            summary_id: self.summary_id.to_string(),
-            trace: &self.trace,
-            window_start: rfc3339(self.start_ms),
-            window_start_ms: self.start_ms,
-            window_end: rfc3339(self.end_ms),
-            window_end_ms: self.end_ms,
-            duration_ms: self.duration_ms(),
-            events: self.events(),
-            allowed: self.allowed,
-            denied: self.denied,
-            actors: self.actors.iter().map(|a| &**a).collect(),
-            rule_hits: self.rule_hits.iter().map(|r| &**r).collect(),
-            truncated: self.truncated,
-            close_reason: self.close_reason.as_str(),
-            steps: self.steps.iter().map(StepJson::of).collect(),
-        };
-        // Strings and numbers into a Vec: serialization cannot fail.
-        crate::json_out::write(out, &json);
+        json_out::object(out, |o| {
+            o.str("kind", "trace_summary");
+            o.str("summary_id", self.summary_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+            o.str("trace", &self.trace);
+            time_field(o, "window_start", self.start_ms);
+            o.int("window_start_ms", self.start_ms);
+            time_field(o, "window_end", self.end_ms);
+            o.int("window_end_ms", self.end_ms);
+            o.int("duration_ms", self.duration_ms());
+            o.int("events", self.events() as i64);
+            o.int("allowed", i64::from(self.allowed));
+            o.int("denied", i64::from(self.denied));
+            o.str_array("actors", self.actors.iter().map(|a| &**a));
+            o.str_array("rule_hits", self.rule_hits.iter().map(|r| &**r));
+            o.bool("truncated", self.truncated);
+            o.str("close_reason", self.close_reason.as_str());
+            o.array("steps", |list| {
+                for step in &self.steps {
+                    list.object(|s| step_fields(s, step));
+                }
+            });
+        });
     }
 
     /// The summary as an Avro value of `schemas/trace_summary.avsc`.
@@ -387,6 +435,9 @@ impl TraceSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sample()` as JSON, as the serde serializer wrote it before the hand-written writer.
+    const PINNED: &str = r#"{"kind":"trace_summary","summary_id":"86b7f2ac-6141-5669-bde0-d022c12e46d4","trace":"tr-8f2c7a91-2b14-4e8e","window_start":"2026-04-18T14:22:07.441Z","window_start_ms":1776522127441,"window_end":"2026-04-18T14:22:09.000Z","window_end_ms":1776522129000,"duration_ms":1559,"events":2,"allowed":1,"denied":1,"actors":["user:j.patel@acme.com"],"rule_hits":["flip"],"truncated":false,"close_reason":"gap","steps":[{"ts":"2026-04-18T14:22:07.441Z","ts_ms":1776522127441,"action":"deploy","artifact":"billing-service@v4.2.1","result":"denied","policy":"prod-billing-deploy-v3","actor":"user:j.patel@acme.com","mode":"fixed","event_id":"00000000-0000-0000-0000-000000000000","source":{"topic":"audit.raw","partition":0,"offset":7}},{"ts":"2026-04-18T14:22:09.000Z","ts_ms":1776522129000,"action":"deploy","artifact":"billing-service@v4.2.1","result":"allowed","policy":"prod-billing-deploy-v3","actor":"user:j.patel@acme.com","mode":"fixed","event_id":"ffffffff-ffff-ffff-ffff-ffffffffffff","source":{"topic":"audit.raw","partition":1,"offset":3}}]}"#;
 
     pub(crate) fn sample() -> TraceSummary {
         let fields = |action: &str, result: &str, decision| {
@@ -465,6 +516,25 @@ mod tests {
         assert_eq!(a.get_version_num(), 5);
         assert_ne!(a, summary_id("tr-1", 1_001));
         assert_ne!(a, summary_id("tr-2", 1_000));
+    }
+
+    #[test]
+    fn fast_rfc3339_matches_chrono() {
+        let chrono = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let edges = [0, -1, 1, 951_782_400_000, 1_776_522_127_441, -62_167_219_200_000, 253_402_300_799_999, 4_107_542_399_999];
+        for ms in edges.into_iter().chain((-40_000i64..40_000).map(|d| d * 1_550_000_007 + 13)) {
+            let fast = rfc3339_bytes(ms).unwrap_or_else(|| panic!("{ms} is in range"));
+            assert_eq!(std::str::from_utf8(&fast).unwrap(), chrono(ms), "{ms}");
+        }
+        assert_eq!(rfc3339_bytes(-62_167_219_200_001), None);
+        assert_eq!(rfc3339_bytes(253_402_300_800_000), None);
+    }
+
+    #[test]
+    fn json_bytes_are_pinned() {
+        let mut out = Vec::new();
+        sample().to_json(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), PINNED);
     }
 
     #[test]
