@@ -44,7 +44,7 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
         let text = required_string(name, slot)?;
         let bound = if name == "trace" { settings.max_trace_bytes } else { settings.max_field_bytes };
         check_length(name, &text, bound)?;
-        if let Some(at) = text.find(|c: char| c.is_control()) {
+        if let Some(at) = find_control(&text) {
             return Err(Reject::new(RejectCode::ControlCharacter, format!("field `{name}` contains a control character at byte {at}")));
         }
         fields[index] = text;
@@ -87,6 +87,16 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
         return Err(Reject::new(RejectCode::EmptyTrace, "field `trace` is empty"));
     }
     Ok(AuditEvent { ts, ts_ms, actor, action, artifact, policy, target, mode, trace, result, decision, reason, extra })
+}
+
+/// Byte offset of the first control character (Unicode `Cc`: U+0000–U+001F, U+007F–U+009F).
+/// Most text has no byte that could start one (below 0x20, 0x7F, or 0xC2, the lead byte of
+/// U+0080–U+00BF), which a byte scan settles without decoding characters.
+fn find_control(text: &str) -> Option<usize> {
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2) {
+        return None;
+    }
+    text.find(|c: char| c.is_control())
 }
 
 /// Parses RFC 3339 with an explicit offset; returns the UTC form with milliseconds and epoch ms.
@@ -257,6 +267,13 @@ mod tests {
             if text.len() == 24 {
                 proptest::prop_assert_eq!(canonical_utc_millis(text.as_bytes()), Some(ms));
             }
+        }
+
+        /// The byte pre-check never hides a control character: C0, DEL, C1 (U+0080–U+009F) and
+        /// their neighbours (U+00A0–U+00FF share or follow the 0xC2/0xC3 lead bytes).
+        #[test]
+        fn find_control_agrees_with_char_is_control(text in "[a-z\\x00-\\x1f\\x7f\\u{80}-\\u{ff}\\u{100}-\\u{2fff}]{0,12}") {
+            proptest::prop_assert_eq!(find_control(&text), text.find(|c: char| c.is_control()));
         }
     }
 
