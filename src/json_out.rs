@@ -70,30 +70,10 @@ fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Whether any byte of `bytes` is `"`, `\` or below U+0020, eight bytes at a time (the last
-/// word overlaps the one before it rather than falling back to a byte loop).
+/// Whether any byte of `bytes` is `"`, `\` or below U+0020.
 #[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Exact tests for "some byte is below n" (n <= 128) and "some byte is zero" on a whole word.
-    let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
-    let has_zero = |v: u64| has_below(v, 1);
-    let special =
-        |word: u64| has_below(word, 0x20) || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\')));
-    let word_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let len = bytes.len();
-    if len < 8 {
-        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
-    }
-    let mut at = 0;
-    while at + 8 <= len {
-        if special(word_at(at)) {
-            return true;
-        }
-        at += 8;
-    }
-    at < len && special(word_at(len - 8))
+    crate::scan::any_below_or_eq(bytes, 0x20, b'"', b'\\')
 }
 
 /// Writes one JSON object into `out`: `fill` adds the fields, the braces are written around them.

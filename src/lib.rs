@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod replay;
+pub mod scan;
 pub mod schemas;
 pub mod siem;

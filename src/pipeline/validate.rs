@@ -93,7 +93,7 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
 /// Most text has no byte that could start one (below 0x20, 0x7F, or 0xC2, the lead byte of
 /// U+0080–U+00BF), which a byte scan settles without decoding characters.
 fn find_control(text: &str) -> Option<usize> {
-    if !text.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2) {
+    if !crate::scan::any_below_or_eq(text.as_bytes(), 0x20, 0x7F, 0xC2) {
         return None;
     }
     text.find(|c: char| c.is_control())
