@@ -11,7 +11,7 @@
 //!   (`docs/benchmarks.md`).
 //! - [`write`] serializes any `Serialize` value with `sonic-rs` (whose serde serializer writes
 //!   the same bytes as `serde_json`'s, with SIMD string scanning), for records built less often
-//!   (summaries, late events) and for arbitrary JSON values (extra input fields).
+//!   (alerts, late events, rule hits, enriched JSON), for single strings and for arbitrary JSON values (extra input fields).
 //!
 //! The golden tests pin the bytes of every format, and property tests check [`string`] against
 //! `serde_json` and read every format back with `serde_json`.
