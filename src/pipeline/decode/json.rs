@@ -18,6 +18,9 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, Reject> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
         Reject::new(RejectCode::InvalidUtf8, format!("record is not valid utf-8: invalid byte at offset {}", error.valid_up_to()))
     })?;
+    if let Some(raw) = decode_flat(text) {
+        return Ok(raw);
+    }
     let mut duplicate = None;
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = TopLevel { duplicate: &mut duplicate }.deserialize(&mut de).and_then(|raw| {
@@ -31,6 +34,71 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, Reject> {
         }
         Err(error) => Err(classify(bytes, error)),
     }
+}
+
+/// The fast path for the common shape: one flat object whose keys and values are all strings
+/// without escapes, no key repeated. It gives exactly what the serde path gives for such input
+/// (a property test checks); anything else (escapes, numbers, `null`, nesting, a repeated key,
+/// any syntax error) returns `None` and goes through the serde path, which owns every error.
+fn decode_flat(text: &str) -> Option<RawEvent> {
+    let bytes = text.as_bytes();
+    let skip_ws = |mut at: usize| {
+        while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            at += 1;
+        }
+        at
+    };
+    // A string token at `at` with no escape and no control character: its text and the index
+    // after its closing quote.
+    let string = |at: usize| -> Option<(&str, usize)> {
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        let len = bytes[at + 1..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = at + 1 + len;
+        // `"` is ASCII, so both ends are character boundaries.
+        (bytes[end] == b'"').then(|| (&text[at + 1..end], end + 1))
+    };
+    let mut at = skip_ws(0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_ws(at + 1);
+    let mut raw = RawEvent::default();
+    if bytes.get(at) == Some(&b'}') {
+        return (skip_ws(at + 1) == bytes.len()).then_some(raw);
+    }
+    loop {
+        let (key, next) = string(at)?;
+        at = skip_ws(next);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let (value, next) = string(skip_ws(at + 1))?;
+        match RawEvent::slot(key) {
+            Some(index) if raw.canonical[index].is_none() => raw.canonical[index] = Some(FieldValue::Text(value.to_owned())),
+            None if !raw.extra.contains_key(key) => {
+                raw.extra.insert(key.to_owned(), Value::String(value.to_owned()));
+            }
+            _ => return None,
+        }
+        at = skip_ws(next);
+        match bytes.get(at) {
+            Some(b',') => at = skip_ws(at + 1),
+            Some(b'}') => return (skip_ws(at + 1) == bytes.len()).then_some(raw),
+            _ => return None,
+        }
+    }
+}
+
+/// The serde path alone (no fast path), for tests comparing the two.
+#[cfg(test)]
+fn decode_serde(text: &str) -> Result<RawEvent, serde_json::Error> {
+    let mut duplicate = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = TopLevel { duplicate: &mut duplicate }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(raw)
 }
 
 /// Tells "valid JSON but not an object" apart from a syntax error.
@@ -166,7 +234,10 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::pipeline::decode::CANONICAL;
 
     fn code(bytes: &[u8]) -> RejectCode {
         decode(bytes).unwrap_err().code
@@ -210,6 +281,71 @@ mod tests {
         assert_eq!(reject.message, "field `x` appears more than once");
         let reject = decode(br#"{"ts":"a","t\u0073":"b"}"#).unwrap_err();
         assert_eq!(reject.code, RejectCode::DuplicateField, "an escaped spelling is the same key");
+    }
+
+    #[test]
+    fn flat_string_objects_take_the_fast_path() {
+        let text = " {\"ts\" : \"t\",\n\"x\":\"é\" ,\"actor\":\"\"}\t";
+        assert_eq!(decode_flat(text), Some(decode_serde(text).unwrap()));
+        assert_eq!(decode_flat("{}"), Some(RawEvent::default()));
+        for slow in [
+            r#"{"ts":"a\"b"}"#,
+            r#"{"ts":1}"#,
+            r#"{"reason":null}"#,
+            r#"{"ts":"a","ts":"b"}"#,
+            r#"{"x":"a","x":"b"}"#,
+            r#"{"ts":"a"} x"#,
+            r#"{"ts":"a",}"#,
+            r#"{"ts":"a""#,
+            "{\"ts\":\"a\tb\"}",
+        ] {
+            assert_eq!(decode_flat(slow), None, "{slow}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the fast path accepts, it decodes exactly as the serde path does; and it
+        /// accepts every flat object of escape-free strings with distinct keys.
+        #[test]
+        fn fast_path_agrees_with_serde(
+            fields in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::sample::select(CANONICAL.to_vec()).prop_map(str::to_owned),
+                        "[a-z\"\\\\é]{0,4}",
+                    ],
+                    proptest::prop_oneof![
+                        "[ -~é\\x00-\\x1f]{0,12}".prop_map(serde_json::Value::from),
+                        proptest::prelude::any::<i32>().prop_map(serde_json::Value::from),
+                        proptest::prelude::Just(serde_json::Value::Null),
+                    ],
+                ),
+                0..8,
+            ),
+            spaced in proptest::prelude::any::<bool>(),
+        ) {
+            let sep = if spaced { " \n" } else { "" };
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}{sep}:{sep}{}", serde_json::to_string(k).unwrap(), v))
+                .collect();
+            let text = format!("{sep}{{{sep}{}{sep}}}{sep}", body.join(&format!("{sep},{sep}")));
+            let serde = decode_serde(&text).ok();
+            match decode_flat(&text) {
+                Some(fast) => prop_assert_eq!(Some(fast), serde),
+                None => {
+                    let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    let simple = keys.len() == fields.len()
+                        && fields.iter().all(|(k, v)| {
+                            let plain = |s: &str| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+                            plain(k) && v.as_str().is_some_and(plain)
+                        });
+                    prop_assert!(!simple, "a flat escape-free object missed the fast path: {}", text);
+                }
+            }
+        }
     }
 
     #[test]
