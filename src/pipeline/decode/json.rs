@@ -54,7 +54,7 @@ fn decode_flat(text: &str) -> Option<RawEvent> {
         if bytes.get(at) != Some(&b'"') {
             return None;
         }
-        let len = bytes[at + 1..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = crate::scan::find_below_or_eq(&bytes[at + 1..], 0x20, b'"', b'\\')?;
         let end = at + 1 + len;
         // `"` is ASCII, so both ends are character boundaries.
         (bytes[end] == b'"').then(|| (&text[at + 1..end], end + 1))
