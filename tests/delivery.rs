@@ -360,21 +360,40 @@ async fn exactly_once_zombie_is_fenced_and_stops() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Drain its log as it comes: a full pipe would block the process on a log write.
+    let mut pipe = first.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
+        text
+    });
     await_committed_total(&s.group, &s.raw, 2, 300, Duration::from_secs(120));
     let second = Auditflow::start(&s.config);
     // More records, so that the first instance has a transaction to try even if it had caught up:
     // a producer learns it is fenced only when it next talks to the coordinator.
     ids.extend(publish_events(&s.raw, 500, 17, 2).await.0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Until the first instance stops, keep giving it records: after the rebalance it may hold a
+    // partition that the batch above left idle, and only a transaction on it reveals the fence.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut next_batch = std::time::Instant::now() + Duration::from_secs(2);
+    let mut seed = 100;
     let status = loop {
         if let Some(status) = first.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "the fenced instance did not stop");
-        std::thread::sleep(Duration::from_millis(100));
+        if std::time::Instant::now() > deadline {
+            first.kill().unwrap();
+            first.wait().unwrap();
+            panic!("the fenced instance did not stop; its log:\n{}", log_reader.join().unwrap());
+        }
+        if std::time::Instant::now() > next_batch {
+            ids.extend(publish_events(&s.raw, 50, seed, 2).await.0);
+            seed += 1;
+            next_batch = std::time::Instant::now() + Duration::from_secs(2);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = log_reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.contains("fenced") && last.contains("delivery.transactional_id"), "{stderr}");
