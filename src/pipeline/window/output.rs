@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::summary::{rfc3339, NameBuf, SourceJson, Step, StepJson, TraceSummary};
+use super::summary::{step_fields, time_field, NameBuf, SourceJson, Step, TraceSummary};
+use crate::json_out;
 use crate::model::EnrichedEvent;
 use crate::pipeline::route::Canonical;
 
@@ -111,38 +112,31 @@ pub fn hit_id(summary_id: Uuid, rule: &str, index: usize) -> Uuid {
     name.uuid()
 }
 
-#[derive(Serialize)]
-struct HitJson<'a> {
-    alert: &'static str,
-    alert_id: String,
-    severity: u8,
-    trace: &'a str,
-    ts: String,
-    rule: &'a str,
-    rule_type: &'static str,
-    summary_id: String,
-    description: &'a str,
-    event_ids: Vec<String>,
-    events: Vec<StepJson<'a>>,
-}
-
 impl RuleHit {
     /// Appends the hit as one `sequence_rule` alert (`docs/windowing.md`, "Rule-hit alert").
     pub fn to_json(&self, out: &mut Vec<u8>) {
-        let json = HitJson {
-            alert: SEQUENCE_RULE,
-            alert_id: self.hit_id.to_string(),
-            severity: self.severity,
-            trace: &self.trace,
-            ts: rfc3339(self.ts_ms),
-            rule: &self.rule,
-            rule_type: self.rule_type.as_str(),
-            summary_id: self.summary_id.to_string(),
-            description: &self.description,
-            event_ids: self.events.iter().map(|s| s.event_id.to_string()).collect(),
-            events: self.events.iter().map(StepJson::of).collect(),
-        };
-        crate::json_out::write(out, &json);
+        json_out::object(out, |o| {
+            let mut buf = Uuid::encode_buffer();
+            o.str("alert", SEQUENCE_RULE);
+            o.str("alert_id", self.hit_id.hyphenated().encode_lower(&mut buf));
+            o.int("severity", i64::from(self.severity));
+            o.str("trace", &self.trace);
+            time_field(o, "ts", self.ts_ms);
+            o.str("rule", &self.rule);
+            o.str("rule_type", self.rule_type.as_str());
+            o.str("summary_id", self.summary_id.hyphenated().encode_lower(&mut buf));
+            o.str("description", &self.description);
+            o.array("event_ids", |list| {
+                for step in &self.events {
+                    list.str(step.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+                }
+            });
+            o.array("events", |list| {
+                for step in &self.events {
+                    list.object(|s| step_fields(s, step));
+                }
+            });
+        });
     }
 }
 

@@ -281,15 +281,15 @@ pub fn rfc3339_bytes(ms: i64) -> Option<[u8; 24]> {
 }
 
 /// Writes `"key":"<rfc 3339 of ms>"`.
-fn time_field(o: &mut Object<'_>, key: &'static str, ms: i64) {
+pub(super) fn time_field(o: &mut Object<'_>, key: &'static str, ms: i64) {
     match rfc3339_bytes(ms) {
         Some(bytes) => o.str(key, std::str::from_utf8(&bytes).expect("ascii digits")),
         None => o.str(key, &rfc3339(ms)),
     }
 }
 
-/// The fields of one step object (`steps[]` of a summary).
-fn step_fields(o: &mut Object<'_>, step: &Step) {
+/// The fields of one step object (`steps[]` of a summary, `events[]` of a rule hit).
+pub(super) fn step_fields(o: &mut Object<'_>, step: &Step) {
     let f = &*step.fields;
     time_field(o, "ts", step.ts_ms);
     o.int("ts_ms", step.ts_ms);
@@ -312,38 +312,6 @@ pub(super) struct SourceJson<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
-}
-
-#[derive(Serialize)]
-pub(super) struct StepJson<'a> {
-    ts: String,
-    ts_ms: i64,
-    action: &'a str,
-    artifact: &'a str,
-    result: &'a str,
-    policy: &'a str,
-    actor: &'a str,
-    mode: &'a str,
-    event_id: String,
-    source: SourceJson<'a>,
-}
-
-impl<'a> StepJson<'a> {
-    pub(super) fn of(step: &'a Step) -> Self {
-        let f = &*step.fields;
-        StepJson {
-            ts: rfc3339(step.ts_ms),
-            ts_ms: step.ts_ms,
-            action: &f.action,
-            artifact: &f.artifact,
-            result: &f.result,
-            policy: &f.policy,
-            actor: &f.actor,
-            mode: &f.mode,
-            event_id: step.event_id.to_string(),
-            source: SourceJson { topic: step.topic(), partition: step.partition, offset: step.offset },
-        }
-    }
 }
 
 impl TraceSummary {
@@ -439,6 +407,9 @@ mod tests {
     /// `sample()` as JSON, as the serde serializer wrote it before the hand-written writer.
     const PINNED: &str = r#"{"kind":"trace_summary","summary_id":"86b7f2ac-6141-5669-bde0-d022c12e46d4","trace":"tr-8f2c7a91-2b14-4e8e","window_start":"2026-04-18T14:22:07.441Z","window_start_ms":1776522127441,"window_end":"2026-04-18T14:22:09.000Z","window_end_ms":1776522129000,"duration_ms":1559,"events":2,"allowed":1,"denied":1,"actors":["user:j.patel@acme.com"],"rule_hits":["flip"],"truncated":false,"close_reason":"gap","steps":[{"ts":"2026-04-18T14:22:07.441Z","ts_ms":1776522127441,"action":"deploy","artifact":"billing-service@v4.2.1","result":"denied","policy":"prod-billing-deploy-v3","actor":"user:j.patel@acme.com","mode":"fixed","event_id":"00000000-0000-0000-0000-000000000000","source":{"topic":"audit.raw","partition":0,"offset":7}},{"ts":"2026-04-18T14:22:09.000Z","ts_ms":1776522129000,"action":"deploy","artifact":"billing-service@v4.2.1","result":"allowed","policy":"prod-billing-deploy-v3","actor":"user:j.patel@acme.com","mode":"fixed","event_id":"ffffffff-ffff-ffff-ffff-ffffffffffff","source":{"topic":"audit.raw","partition":1,"offset":3}}]}"#;
 
+    /// A rule hit over `sample()`'s steps as JSON, as the serde serializer wrote it.
+    const HIT_PINNED: &str = r#"{"alert":"sequence_rule","alert_id":"00000000-0000-0000-0000-000000000007","severity":7,"trace":"tr-\"q\"","ts":"2026-04-18T14:22:09.000Z","rule":"flip","rule_type":"deny_then_allow","summary_id":"86b7f2ac-6141-5669-bde0-d022c12e46d4","description":"deny then allow","event_ids":["00000000-0000-0000-0000-000000000000","ffffffff-ffff-ffff-ffff-ffffffffffff"],"events":[{"ts":"2026-04-18T14:22:07.441Z","ts_ms":1776522127441,"action":"deploy","artifact":"billing-service@v4.2.1","result":"denied","policy":"prod-billing-deploy-v3","actor":"user:j.patel@acme.com","mode":"fixed","event_id":"00000000-0000-0000-0000-000000000000","source":{"topic":"audit.raw","partition":0,"offset":7}},{"ts":"2026-04-18T14:22:09.000Z","ts_ms":1776522129000,"action":"deploy","artifact":"billing-service@v4.2.1","result":"allowed","policy":"prod-billing-deploy-v3","actor":"user:j.patel@acme.com","mode":"fixed","event_id":"ffffffff-ffff-ffff-ffff-ffffffffffff","source":{"topic":"audit.raw","partition":1,"offset":3}}]}"#;
+
     pub(crate) fn sample() -> TraceSummary {
         let fields = |action: &str, result: &str, decision| {
             Arc::new(StepFields {
@@ -528,6 +499,25 @@ mod tests {
         }
         assert_eq!(rfc3339_bytes(-62_167_219_200_001), None);
         assert_eq!(rfc3339_bytes(253_402_300_800_000), None);
+    }
+
+    #[test]
+    fn rule_hit_json_bytes_are_pinned() {
+        let summary = sample();
+        let hit = crate::pipeline::window::output::RuleHit {
+            rule: "flip".into(),
+            rule_type: crate::pipeline::window::output::RuleType::DenyThenAllow,
+            trace: "tr-\"q\"".into(),
+            summary_id: summary.summary_id,
+            hit_id: Uuid::from_u128(7),
+            severity: 7,
+            events: summary.steps.clone(),
+            ts_ms: 1_776_522_129_000,
+            description: "deny then allow".into(),
+        };
+        let mut out = Vec::new();
+        hit.to_json(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), HIT_PINNED);
     }
 
     #[test]
