@@ -9,36 +9,43 @@ use auditflow::pipeline::Pipeline;
 
 use crate::util::golden_config;
 
+/// The `*.input.json` cases of `dir`, sorted, each with its record (trailing newline trimmed).
+fn input_cases(dir: &Path) -> Vec<(std::path::PathBuf, SourceRecord)> {
+    let mut inputs: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".input.json")).collect();
+    inputs.sort();
+    inputs
+        .into_iter()
+        .map(|input| {
+            let payload = std::fs::read(&input).unwrap().trim_ascii_end().to_vec();
+            (input, SourceRecord { topic: "audit.raw".into(), payload: Some(payload), ..SourceRecord::default() })
+        })
+        .collect()
+}
+
+/// Checks the `format` output among `outputs` against `expected_path` byte for byte (rewriting the
+/// file first with `UPDATE_GOLDEN=1`).
+fn check_output(outputs: &[auditflow::model::Output], format: &str, expected_path: &Path) {
+    let siem = outputs.iter().find(|o| o.topic == format!("audit.siem.{format}")).expect("a siem output");
+    let mut actual = siem.payload.clone().unwrap();
+    actual.push(b'\n');
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(expected_path, &actual).unwrap();
+    }
+    let expected = std::fs::read(expected_path).unwrap();
+    assert_eq!(String::from_utf8_lossy(&actual), String::from_utf8_lossy(&expected), "{} differs", expected_path.display());
+}
+
 fn check_format(format: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/siem").join(format);
     let mut config = golden_config();
     config.siem.formats = vec![format.to_owned()];
     let mut pipeline = Pipeline::new(config.pipeline_settings());
     let mut cases = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for input in entries.iter().filter(|p| p.to_string_lossy().ends_with(".input.json")) {
-        let record = SourceRecord {
-            topic: "audit.raw".into(),
-            payload: Some(std::fs::read(input).unwrap().trim_ascii_end().to_vec()),
-            ..SourceRecord::default()
-        };
+    for (input, record) in input_cases(&dir) {
         let outputs = pipeline.process(&record, 0);
-        let siem = outputs.iter().find(|o| o.topic == format!("audit.siem.{format}")).expect("a siem output");
-        let mut actual = siem.payload.clone().unwrap();
-        actual.push(b'\n');
         let expected_path = input.with_file_name(input.file_name().unwrap().to_string_lossy().replace(".input.json", ".expected"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&expected_path, &actual).unwrap();
-        }
-        let expected = std::fs::read(&expected_path).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&actual),
-            String::from_utf8_lossy(&expected),
-            "{} differs from {}",
-            input.display(),
-            expected_path.display()
-        );
+        check_output(&outputs, format, &expected_path);
         cases += 1;
     }
     assert!(cases >= 2, "{format}: expected at least two golden cases, found {cases}");
@@ -203,27 +210,12 @@ fn every_format_with_a_policy_catalog_matches_golden_files() {
     let mut settings = config.pipeline_settings();
     settings.catalog = config.load_catalog().unwrap();
     let mut pipeline = Pipeline::new(settings);
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
     let mut checked = 0;
-    for input in entries.iter().filter(|p| p.to_string_lossy().ends_with(".input.json")) {
-        let record = SourceRecord {
-            topic: "audit.raw".into(),
-            payload: Some(std::fs::read(input).unwrap().trim_ascii_end().to_vec()),
-            ..SourceRecord::default()
-        };
+    for (input, record) in input_cases(&dir) {
         let outputs = pipeline.process(&record, 0);
         for format in auditflow::config::KNOWN_FORMATS {
-            let siem = outputs.iter().find(|o| o.topic == format!("audit.siem.{format}")).expect("a siem output");
-            let mut actual = siem.payload.clone().unwrap();
-            actual.push(b'\n');
             let name = input.file_name().unwrap().to_string_lossy().replace(".input.json", &format!(".{format}.expected"));
-            let expected_path = input.with_file_name(name);
-            if std::env::var_os("UPDATE_GOLDEN").is_some() {
-                std::fs::write(&expected_path, &actual).unwrap();
-            }
-            let expected = std::fs::read(&expected_path).unwrap();
-            assert_eq!(String::from_utf8_lossy(&actual), String::from_utf8_lossy(&expected), "{}", expected_path.display());
+            check_output(&outputs, format, &input.with_file_name(name));
             checked += 1;
         }
     }

@@ -200,28 +200,15 @@ async fn registry_basic_auth_is_sent_and_a_wrong_password_is_named() {
     create_topics(&[&raw], 1).await;
     let dir = tempfile::tempdir().unwrap();
     let group = unique("group");
-    let more = |password: &str| format!("[registry]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n");
-    let config = write_config_with(
-        dir.path(),
-        &group,
-        &raw,
-        &format!("{raw}.alerts"),
-        &format!("{raw}.dlq"),
-        &format!("{raw}.siem."),
-        &more("not-the-password"),
-    );
+    let config_with_password = |password: &str| {
+        let registry = format!("[registry]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n");
+        write_config_with(dir.path(), &group, &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &format!("{raw}.siem."), &registry)
+    };
+    let config = config_with_password("not-the-password");
     let stderr = run_expecting_one_line_error(&config, &[]);
     assert!(stderr.contains("registry.username/password") && !stderr.contains("not-the-password"), "{stderr}");
 
-    let config = write_config_with(
-        dir.path(),
-        &group,
-        &raw,
-        &format!("{raw}.alerts"),
-        &format!("{raw}.dlq"),
-        &format!("{raw}.siem."),
-        &more(&password),
-    );
+    let config = config_with_password(&password);
     let value = confluent(id, &crate::avro::datum(auditflow::schemas::AUDIT_EVENT, &crate::avro::canonical("tr-regauth", "denied")));
     let app = Auditflow::start(&config);
     produce(&raw, &[Input { partition: 0, key: None, value: Some(value), headers: vec![] }]).await;
