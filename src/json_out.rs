@@ -6,12 +6,12 @@
 //!
 //! - [`object`] writes a document field by field with an [`Object`] writer: keys are our own
 //!   constants and go out as they are, string values go through [`string`] (or [`escape_into`]
-//!   for values written in pieces). The SIEM encoders and trace summaries use it; it is about
-//!   twice as fast as driving a serde serializer, which escapes every key and dispatches per
-//!   field (`docs/benchmarks.md`).
+//!   for values written in pieces). The SIEM encoders, trace summaries and rule hits use it; it
+//!   is about twice as fast as driving a serde serializer, which escapes every key and
+//!   dispatches per field (`docs/benchmarks.md`).
 //! - [`write`] serializes any `Serialize` value with `sonic-rs` (whose serde serializer writes
 //!   the same bytes as `serde_json`'s, with SIMD string scanning): records built less often
-//!   (alerts, late events, rule hits, enriched JSON), single strings, and arbitrary JSON values
+//!   (deny alerts, late events, enriched JSON), single strings, and arbitrary JSON values
 //!   (extra input fields).
 //!
 //! The golden tests pin the bytes of every format, and property tests check [`string`] against
