@@ -217,6 +217,9 @@ async fn exactly_once_sigkills_give_no_duplicates_and_no_gaps() {
     let fractions: Vec<f64> = (0..kills).map(|k| 0.1 + 0.75 * k as f64 / (kills.max(2) - 1) as f64).collect();
     for fraction in fractions {
         let app = Auditflow::start(&s.config);
+        // The previous instance may already have committed past this point: wait for this one
+        // to be working before the kill, or it dies still starting.
+        await_log(&app.log, "transactional producer ready", Duration::from_secs(60));
         await_committed_total(&s.group, &s.raw, 4, (count as f64 * fraction) as i64, Duration::from_secs(120));
         let log = app.kill();
         assert!(log.contains("transactional producer ready"), "{log}");
