@@ -13,21 +13,40 @@ pub fn any_below_or_eq(bytes: &[u8], below: u8, a: u8, b: u8) -> bool {
 #[inline]
 pub fn find_below_or_eq(bytes: &[u8], below: u8, a: u8, b: u8) -> Option<usize> {
     debug_assert!(below <= 128);
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Exact whole-word tests: "some byte is below n" (n <= 128), and "some byte is zero".
-    let has_below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS != 0;
-    let hit = |w: u64| has_below(w, below) || has_below(w ^ (ONES * u64::from(a)), 1) || has_below(w ^ (ONES * u64::from(b)), 1);
-    let is_match = |x: u8| x < below || x == a || x == b;
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // Per byte, the high bit of `(v - n) & !v` is set where the byte is below n (n <= 128),
+    // exactly for the lowest such byte (a borrow can only flag bytes above a real match). The
+    // union of the three tests therefore flags the first match in its lowest set bit: loading
+    // little-endian, the first byte is the lowest.
+    let below_n = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v;
+    let hits = |w: u64| (below_n(w, below) | below_n(w ^ (ONES * u64::from(a)), 1) | below_n(w ^ (ONES * u64::from(b)), 1)) & HIGHS;
+    let first = |mask: u64| (mask.trailing_zeros() / 8) as usize;
     let mut at = 0;
     while at + 8 <= bytes.len() {
-        if hit(u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))) {
-            // The word holds a match: find it among its eight bytes.
-            return bytes[at..at + 8].iter().position(|&x| is_match(x)).map(|i| at + i);
+        let mask = hits(u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes")));
+        if mask != 0 {
+            return Some(at + first(mask));
         }
         at += 8;
     }
-    bytes[at..].iter().position(|&x| is_match(x)).map(|i| at + i)
+    let rest = &bytes[at..];
+    if rest.is_empty() {
+        return None;
+    }
+    // The last bytes in one word, padded with a byte that matches none of the tests (at least
+    // 128, so not below `below`, and neither `a` nor `b`).
+    let pad = if a != 0xff && b != 0xff {
+        0xff
+    } else if a != 0xfe && b != 0xfe {
+        0xfe
+    } else {
+        0xfd
+    };
+    let mut word = [pad; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    let mask = hits(u64::from_le_bytes(word));
+    (mask != 0).then(|| at + first(mask))
 }
 
 #[cfg(test)]
@@ -45,6 +64,19 @@ mod tests {
 
         #[test]
         fn find_matches_a_byte_loop(bytes in proptest::collection::vec(any::<u8>(), 0..40), below in 0u8..=128, a: u8, b: u8) {
+            let expected = bytes.iter().position(|&x| x < below || x == a || x == b);
+            prop_assert_eq!(find_below_or_eq(&bytes, below, a, b), expected);
+        }
+
+        /// Bytes drawn near the tested values (and the padding bytes), so that matches are
+        /// frequent, often several in one word.
+        #[test]
+        fn find_matches_a_byte_loop_near_the_tested_values(
+            bytes in proptest::collection::vec(prop_oneof![0u8..4, 30u8..36, 90u8..94, 126u8..130, 250u8..=255, any::<u8>()], 0..40),
+            below in prop_oneof![Just(0u8), Just(1u8), 30u8..36, Just(128u8)],
+            a in prop_oneof![Just(0xffu8), Just(0xfeu8), 30u8..36, any::<u8>()],
+            b in prop_oneof![Just(0xffu8), Just(0xfdu8), 90u8..94, any::<u8>()],
+        ) {
             let expected = bytes.iter().position(|&x| x < below || x == a || x == b);
             prop_assert_eq!(find_below_or_eq(&bytes, below, a, b), expected);
         }

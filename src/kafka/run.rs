@@ -13,12 +13,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt as _;
+use smallvec::SmallVec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -168,6 +170,8 @@ struct RunContext {
     rewind: Arc<AtomicBool>,
     /// Set on every assignment; exactly-once mode then restores the new partitions' windows.
     assigned: Arc<AtomicBool>,
+    /// Counts revokes and assignments: a burst of reads stops at one (see the run loop).
+    rebalances: AtomicU64,
 }
 
 impl ClientContext for RunContext {
@@ -187,6 +191,7 @@ impl ClientContext for RunContext {
 impl ConsumerContext for RunContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else { return };
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         self.rewind.store(true, Ordering::SeqCst);
         let mut list = TopicPartitionList::new();
         {
@@ -214,6 +219,7 @@ impl ConsumerContext for RunContext {
             warn!(message = "Rebalance error.", %error);
             return;
         }
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         info!(message = "Assignment changed.", partitions = assigned);
         self.assigned.store(true, Ordering::SeqCst);
@@ -230,7 +236,8 @@ impl ConsumerContext for RunContext {
 
 /// A delivery in flight: the input positions it holds back and its output topic.
 struct Tag {
-    holds: Vec<(TopicPartition, i64)>,
+    /// Usually one position (the record's own), so kept inline.
+    holds: SmallVec<[(TopicPartition, i64); 1]>,
     topic: Arc<OutputTopic>,
     sent: std::time::Instant,
     /// Exactly-once: the transaction the output was sent in.
@@ -238,6 +245,9 @@ struct Tag {
 }
 
 type Delivered = (Tag, Result<(), (KafkaError, OwnedMessage)>);
+
+/// Most deliveries, or most records already fetched, taken in one turn of the run loop.
+const BURST: usize = 256;
 
 /// Backoff of registry retries: from `REGISTRY_BACKOFF_MIN`, doubling up to `REGISTRY_BACKOFF_MAX`.
 const REGISTRY_BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -363,6 +373,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                 revoked: revoked.clone(),
                 rewind: rewind.clone(),
                 assigned: assigned.clone(),
+                rebalances: AtomicU64::new(0),
             })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
@@ -498,7 +509,18 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => runner.on_delivered(delivered)?,
+            Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => {
+                // Every delivery already answered, in one turn of the loop (under load they
+                // come in bursts, one per record of a produce batch).
+                let now = std::time::Instant::now();
+                runner.on_delivered(delivered, now)?;
+                for _ in 0..BURST {
+                    match runner.in_flight.next().now_or_never() {
+                        Some(Some(delivered)) => runner.on_delivered(delivered, now)?,
+                        _ => break,
+                    }
+                }
+            }
             _ = commit_tick.tick() => runner.commit().await?,
             _ = heartbeat.tick() => {
                 health.beat();
@@ -513,25 +535,42 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
                 runner.retry_registry().await;
             }
-            received = runner.consumer.recv(), if can_take => match received {
-                Ok(message) => {
-                    let record = source_record(&message);
-                    runner.meters.received(&record.topic).increment(1);
-                    at_end.remove(&record.partition);
-                    runner.backlog.push_back(record);
-                }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    at_end.insert(partition);
-                    let assigned = runner.consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                    if options.until_caught_up && at_end.len() >= assigned && assigned > 0 && runner.backlog.is_empty() {
-                        drain_then_stop = true;
+            received = runner.consumer.recv(), if can_take => {
+                // This record and those already fetched behind it, up to a burst: the backlog
+                // takes them in order (at most a burst more records held than one at a time).
+                // A burst stops at a rebalance, so that the backlog never holds records read
+                // before a revoke behind records read after it.
+                let rebalances = runner.consumer.context().rebalances.load(Ordering::SeqCst);
+                let mut received = Some(received);
+                let mut taken = 0;
+                while let Some(result) = received.take() {
+                    match result {
+                        Ok(message) => {
+                            let record = source_record(&message);
+                            runner.meters.received(&record.topic).increment(1);
+                            at_end.remove(&record.partition);
+                            runner.backlog.push_back(record);
+                        }
+                        Err(KafkaError::PartitionEOF(partition)) => {
+                            at_end.insert(partition);
+                            let assigned = runner.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                            if options.until_caught_up && at_end.len() >= assigned && assigned > 0 && runner.backlog.is_empty() {
+                                drain_then_stop = true;
+                            }
+                            break;
+                        }
+                        Err(error) => {
+                            warn!(message = "Consumer error.", %error);
+                            metrics::counter!("auditflow_consumer_errors_total").increment(1);
+                            break;
+                        }
+                    }
+                    taken += 1;
+                    if taken < BURST && runner.consumer.context().rebalances.load(Ordering::SeqCst) == rebalances {
+                        received = runner.consumer.recv().now_or_never();
                     }
                 }
-                Err(error) => {
-                    warn!(message = "Consumer error.", %error);
-                    metrics::counter!("auditflow_consumer_errors_total").increment(1);
-                }
-            },
+            }
         }
     }
     runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms)).await
@@ -710,11 +749,13 @@ impl Runner {
             }
             epoch = eos.txn.epoch();
         }
+        // One send time for the record's outputs: they are sent together.
+        let sent = std::time::Instant::now();
         for output in &outputs {
-            let holds: Vec<(TopicPartition, i64)> = if self.eos.is_some() {
-                Vec::new()
+            let holds: SmallVec<[(TopicPartition, i64); 1]> = if self.eos.is_some() {
+                SmallVec::new()
             } else if output.holds.is_empty() {
-                own.map(|(tp, offset)| vec![(tp.clone(), offset)]).unwrap_or_default()
+                own.map(|(tp, offset)| (tp.clone(), offset)).into_iter().collect()
             } else {
                 let mut tracker = self.tracker.lock().expect("tracker lock");
                 output
@@ -733,7 +774,7 @@ impl Runner {
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // The producer queue is the bound: wait for a delivery, then retry.
                         match self.in_flight.next().await {
-                            Some(delivered) => self.on_delivered(delivered)?,
+                            Some(delivered) => self.on_delivered(delivered, std::time::Instant::now())?,
                             None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
@@ -749,17 +790,18 @@ impl Runner {
                     }
                 }
             };
-            let tag = Tag { holds, topic: self.meters.output(&output.topic), sent: std::time::Instant::now(), epoch };
+            let tag = Tag { holds, topic: self.meters.output(&output.topic), sent, epoch };
             self.in_flight.push(Box::pin(await_delivery(tag, future)));
         }
         Ok(())
     }
 
     /// Marks an acknowledged output, or sends a failed one again after a pause.
-    fn on_delivered(&mut self, (tag, result): Delivered) -> Result<(), RunError> {
+    /// `now` is the time the delivery was taken (one clock read serves a burst of them).
+    fn on_delivered(&mut self, (tag, result): Delivered, now: std::time::Instant) -> Result<(), RunError> {
         match result {
             Ok(()) => {
-                self.meters.produce.record(tag.sent.elapsed().as_secs_f64());
+                self.meters.produce.record(now.saturating_duration_since(tag.sent).as_secs_f64());
                 tag.topic.produced.increment(1);
                 let mut tracker = self.tracker.lock().expect("tracker lock");
                 for (tp, offset) in &tag.holds {
@@ -844,7 +886,7 @@ impl Runner {
             return Ok(());
         }
         while let Some(delivered) = self.in_flight.next().await {
-            self.on_delivered(delivered)?;
+            self.on_delivered(delivered, std::time::Instant::now())?;
         }
         let eos = self.eos.as_mut().expect("exactly-once state");
         if eos.failed {
@@ -1041,7 +1083,7 @@ impl Runner {
         );
         let drain = async {
             while let Some(delivered) = self.in_flight.next().await {
-                self.on_delivered(delivered)?;
+                self.on_delivered(delivered, std::time::Instant::now())?;
             }
             Ok::<(), RunError>(())
         };

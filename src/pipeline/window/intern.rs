@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::index::PassThrough;
-use super::summary::StepFields;
+use super::summary::{eq_bytes, StepFields};
 use crate::model::EnrichedEvent;
 
 /// Eight hex digits (ASCII, either case, first digit in the lowest byte as loaded little-endian)
@@ -117,45 +117,91 @@ impl FastHasher {
     }
 }
 
-/// Shares one [`StepFields`] among all held events with the same fields. Bounded: entries no held
-/// event uses any more are purged whenever the table doubles.
+/// A table of shared values, keyed by their 64-bit hash. Bounded: entries nothing else holds
+/// any more are purged whenever the table doubles.
 #[derive(Debug)]
-pub(super) struct Interner {
-    map: HashMap<u64, Arc<StepFields>, BuildHasherDefault<PassThrough>>,
+struct Table<T: ?Sized> {
+    map: HashMap<u64, Arc<T>, BuildHasherDefault<PassThrough>>,
     purge_at: usize,
 }
 
 const MIN_PURGE_AT: usize = 4096;
 
-impl Default for Interner {
+impl<T: ?Sized> Default for Table<T> {
     fn default() -> Self {
-        Interner { map: HashMap::default(), purge_at: MIN_PURGE_AT }
+        Table { map: HashMap::default(), purge_at: MIN_PURGE_AT }
     }
+}
+
+impl<T: ?Sized> Table<T> {
+    /// The value stored under `hash` when `same` accepts it (a 64-bit collision with another
+    /// value only costs the sharing: `make` builds an unshared one); else `make`'s, now stored.
+    fn get_or_insert(&mut self, hash: u64, same: impl FnOnce(&T) -> bool, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+        if let Some(value) = self.map.get(&hash) {
+            return if same(value) { value.clone() } else { make() };
+        }
+        if self.map.len() >= self.purge_at {
+            self.map.retain(|_, value| Arc::strong_count(value) > 1);
+            self.purge_at = (2 * self.map.len()).max(MIN_PURGE_AT);
+        }
+        let value = make();
+        self.map.insert(hash, value.clone());
+        value
+    }
+}
+
+/// Shares one [`StepFields`] among all held events with the same fields, and, when a combination
+/// is new, each field's text among all step fields with that value (most values recur even when
+/// their combination does not: the same actor deploys several artifacts). A step then costs one
+/// allocation at most instead of eight.
+#[derive(Debug, Default)]
+pub(super) struct Interner {
+    fields: Table<StepFields>,
+    texts: Table<str>,
 }
 
 impl Interner {
     pub fn intern(&mut self, enriched: &EnrichedEvent) -> Arc<StepFields> {
         let e = &enriched.event;
-        let mut hasher = FastHasher::default();
-        for field in [&enriched.provenance.topic, &e.action, &e.artifact, &e.result, &e.policy, &e.actor, &e.mode] {
-            hasher.write_field(field.as_bytes());
+        let texts = [&enriched.provenance.topic, &e.action, &e.artifact, &e.result, &e.policy, &e.actor, &e.mode].map(|t| t.as_str());
+        let hashes = texts.map(|text| {
+            let mut hasher = FastHasher::default();
+            hasher.write_field(text.as_bytes());
+            hasher.finish()
+        });
+        let mut combined = FastHasher::default();
+        for hash in hashes {
+            combined.mix(hash);
         }
-        let hash = hasher.finish();
-        if let Some(fields) = self.map.get(&hash) {
-            // A 64-bit collision with other fields only costs the sharing.
-            return if fields.matches(enriched) { fields.clone() } else { Arc::new(StepFields::of(enriched)) };
-        }
-        if self.map.len() >= self.purge_at {
-            self.map.retain(|_, fields| Arc::strong_count(fields) > 1);
-            self.purge_at = (2 * self.map.len()).max(MIN_PURGE_AT);
-        }
-        let fields = Arc::new(StepFields::of(enriched));
-        self.map.insert(hash, fields.clone());
-        fields
+        combined.mix(e.decision as u64);
+        let Interner { fields, texts: shared } = self;
+        fields.get_or_insert(
+            combined.finish(),
+            |fields| fields.matches(enriched),
+            || {
+                let mut text = |i: usize| shared.get_or_insert(hashes[i], |t| eq_bytes(t.as_bytes(), texts[i].as_bytes()), || Arc::from(texts[i]));
+                Arc::new(StepFields {
+                    topic: text(0),
+                    action: text(1),
+                    artifact: text(2),
+                    result: text(3),
+                    decision: e.decision,
+                    policy: text(4),
+                    actor: text(5),
+                    mode: text(6),
+                })
+            },
+        )
     }
 
+    /// Shared step-field combinations held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.fields.map.len()
+    }
+
+    /// Shared field texts held.
+    pub fn texts(&self) -> usize {
+        self.texts.map.len()
     }
 }
 

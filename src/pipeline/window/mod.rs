@@ -265,7 +265,8 @@ impl Windows {
         held + self.slab.capacity_bytes()
             + self.traces.capacity_bytes()
             + self.traces.len() * 3 * index
-            + self.interner.len() * (size_of::<StepFields>() + 64)
+            + self.interner.len() * (size_of::<StepFields>() + 16)
+            + self.interner.texts() * 48
             + self.closed.len() * 96
     }
 

@@ -66,7 +66,7 @@ impl StepFields {
 
 /// Byte equality, inlined: field values are short, and a `memcmp` call per field costs more.
 #[inline]
-fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

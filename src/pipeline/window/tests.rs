@@ -320,6 +320,7 @@ fn state_stays_bounded_under_many_distinct_traces() {
     assert_eq!((w.open_traces(), closed), (100, 9_900));
     assert!(w.closed.len() <= 50);
     assert!(w.interner.len() <= 2 * 4096, "purged: {}", w.interner.len());
+    assert!(w.interner.texts() <= 2 * 4096, "purged: {}", w.interner.texts());
     assert_eq!(w.held_offset(T, 0), Some(9_900));
     assert!(w.approx_bytes() < 1_500_000, "interner at most 4096 entries: {}", w.approx_bytes());
 }
@@ -622,4 +623,26 @@ proptest! {
             prop_assert_eq!(w.held_offset(T, p), None);
         }
     }
+}
+
+#[test]
+fn interner_shares_combinations_and_each_field_text() {
+    let mut interner = super::intern::Interner::default();
+    let a = interner.intern(&ev("t1", 0, 0, 0));
+    let same = interner.intern(&ev("t2", 5, 1, 9));
+    assert!(Arc::ptr_eq(&a, &same), "same fields, one StepFields");
+    let mut other = ev("t3", 0, 0, 1);
+    other.event.artifact = "y@2".into();
+    let b = interner.intern(&other);
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!((&*b.artifact, &*b.actor), ("y@2", "user:a"));
+    // A new combination reuses the texts it shares with the first.
+    assert!(Arc::ptr_eq(&a.actor, &b.actor) && Arc::ptr_eq(&a.policy, &b.policy) && Arc::ptr_eq(&a.topic, &b.topic));
+    assert!(!Arc::ptr_eq(&a.artifact, &b.artifact));
+    // The decision is part of the combination: same texts, another decision, other fields.
+    let mut denied = ev("t4", 0, 0, 2);
+    denied.event.decision = Decision::Denied;
+    let c = interner.intern(&denied);
+    assert!(!Arc::ptr_eq(&a, &c) && c.decision == Decision::Denied && Arc::ptr_eq(&a.result, &c.result));
+    assert_eq!((interner.len(), interner.texts()), (3, 8));
 }
