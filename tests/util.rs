@@ -148,11 +148,27 @@ pub fn await_committed_to_end(group: &str, topic: &str, timeout: Duration) -> Ve
     loop {
         let mut list = TopicPartitionList::new();
         let mut ends = Vec::new();
+        let mut transient = None;
         for &p in &partitions {
             list.add_partition(topic, p);
-            ends.push((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1));
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((_, high)) => ends.push((p, high)),
+                Err(error) => transient = Some(error),
+            }
         }
-        let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
+        let committed = match transient {
+            None => consumer.committed_offsets(list, Duration::from_secs(10)),
+            Some(error) => Err(error),
+        };
+        // Right after a broker restart, leadership is briefly unknown: ask again until the deadline.
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "group {group}: reading offsets of {topic} still fails: {error}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
         let got: Vec<(i32, i64)> = partitions
             .iter()
             .map(|&p| {

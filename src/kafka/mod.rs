@@ -1,6 +1,7 @@
 //! The Kafka shell: builds clients from configuration and runs the core between a consumer
 //! group and an idempotent producer. All I/O of `auditflow run` lives here.
 
+pub mod deliveries;
 pub mod meters;
 pub mod offsets;
 pub mod publish;

@@ -20,16 +20,18 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt as _;
-use smallvec::SmallVec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use smallvec::SmallVec;
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::deliveries::{DeliveryContext, InFlight, Report};
 use super::meters::{Meters, OutputTopic};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::registry::{Registry, RegistryError};
@@ -119,8 +121,9 @@ pub enum RunError {
     },
 }
 
-/// The producer, with a context that remembers authentication failures for start-up errors.
-type Producer = FutureProducer<ErrorContext>;
+/// The producer, with a context that remembers authentication failures for start-up errors and
+/// reports deliveries on the run loop's channel.
+type Producer = ThreadedProducer<DeliveryContext>;
 
 /// Remembers the last authentication failure librdkafka reported (and logs every error as the
 /// default context does).
@@ -244,8 +247,6 @@ struct Tag {
     epoch: u64,
 }
 
-type Delivered = (Tag, Result<(), (KafkaError, OwnedMessage)>);
-
 /// Most deliveries, or most records already fetched, taken in one turn of the run loop.
 const BURST: usize = 256;
 
@@ -267,7 +268,14 @@ struct Runner {
     tracker: Arc<Mutex<OffsetTracker>>,
     consumer: Arc<StreamConsumer<RunContext>>,
     producer: Producer,
-    in_flight: FuturesUnordered<BoxFuture<'static, Delivered>>,
+    /// What each output in flight holds back, by the id its delivery report carries.
+    in_flight: InFlight<Tag>,
+    /// Delivery reports of every producer of this run.
+    reports: mpsc::UnboundedReceiver<Report>,
+    /// The reports' sender, for a new producer's context.
+    report_sender: mpsc::UnboundedSender<Report>,
+    /// Failed outputs (at-least-once) waiting for their pause to end: their id and message.
+    resends: FuturesUnordered<BoxFuture<'static, (usize, OwnedMessage)>>,
     /// Records received but not yet processed, in order: filled while the registry is down.
     backlog: VecDeque<SourceRecord>,
     blocked: Option<Blocked>,
@@ -297,7 +305,7 @@ fn intern(names: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
 
 /// The state of exactly-once mode.
 struct Eos {
-    txn: Transactions<ErrorContext>,
+    txn: Transactions<DeliveryContext>,
     /// The window changelog topic.
     changelog: String,
     kafka: KafkaConfig,
@@ -384,8 +392,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             .set("transactional.id", config.transactional_id())
             .set("transaction.timeout.ms", config.delivery.transaction_timeout_ms.to_string());
     }
+    let (report_sender, reports) = mpsc::unbounded_channel();
     let producer: Producer = producer_settings
-        .create_with_context(errors.clone())
+        .create_with_context(DeliveryContext::new(errors.clone(), report_sender.clone()))
         .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
     let registry = Registry::from_config(&config.registry).map_err(RunError::Registry)?;
     let mut runner = Runner {
@@ -394,7 +403,10 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         tracker,
         consumer,
         producer,
-        in_flight: FuturesUnordered::new(),
+        in_flight: InFlight::default(),
+        reports,
+        report_sender,
+        resends: FuturesUnordered::new(),
         backlog: VecDeque::new(),
         blocked: None,
         paused: false,
@@ -509,18 +521,19 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(delivered) = runner.in_flight.next(), if !runner.in_flight.is_empty() => {
-                // Every delivery already answered, in one turn of the loop (under load they
+            Some(report) = runner.reports.recv() => {
+                // Every delivery already reported, in one turn of the loop (under load they
                 // come in bursts, one per record of a produce batch).
                 let now = std::time::Instant::now();
-                runner.on_delivered(delivered, now)?;
+                runner.on_delivered(report, now)?;
                 for _ in 0..BURST {
-                    match runner.in_flight.next().now_or_never() {
-                        Some(Some(delivered)) => runner.on_delivered(delivered, now)?,
-                        _ => break,
+                    match runner.reports.try_recv() {
+                        Ok(report) => runner.on_delivered(report, now)?,
+                        Err(_) => break,
                     }
                 }
             }
+            Some((id, message)) = runner.resends.next(), if !runner.resends.is_empty() => runner.resend(id, message),
             _ = commit_tick.tick() => runner.commit().await?,
             _ = heartbeat.tick() => {
                 health.beat();
@@ -768,14 +781,16 @@ impl Runner {
                     })
                     .collect()
             };
-            let future = loop {
-                match send(&self.producer, output) {
-                    Ok(future) => break future,
+            let id = self.in_flight.insert(Tag { holds, topic: self.meters.output(&output.topic), sent, epoch });
+            loop {
+                match send(&self.producer, output, id) {
+                    Ok(()) => break,
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // The producer queue is the bound: wait for a delivery, then retry.
-                        match self.in_flight.next().await {
-                            Some(delivered) => self.on_delivered(delivered, std::time::Instant::now())?,
-                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        if self.in_flight.len() > 1 || !self.resends.is_empty() {
+                            self.next_delivery().await?;
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
                     Err(source) => {
@@ -789,16 +804,37 @@ impl Runner {
                         return Err(RunError::Kafka { context: "producing", source });
                     }
                 }
-            };
-            let tag = Tag { holds, topic: self.meters.output(&output.topic), sent, epoch };
-            self.in_flight.push(Box::pin(await_delivery(tag, future)));
+            }
         }
         Ok(())
     }
 
+    /// Waits for one delivery report, or for a failed output's pause to end, and handles it.
+    async fn next_delivery(&mut self) -> Result<(), RunError> {
+        tokio::select! {
+            Some(report) = self.reports.recv() => self.on_delivered(report, std::time::Instant::now()),
+            Some((id, message)) = self.resends.next(), if !self.resends.is_empty() => {
+                self.resend(id, message);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a failed output again (at-least-once), or waits another pause when it cannot be queued.
+    fn resend(&mut self, id: usize, message: OwnedMessage) {
+        if resend(&self.producer, &message, id).is_err() {
+            self.resends.push(Box::pin(async move {
+                tokio::time::sleep(RESEND_BACKOFF).await;
+                (id, message)
+            }));
+        }
+    }
+
     /// Marks an acknowledged output, or sends a failed one again after a pause.
     /// `now` is the time the delivery was taken (one clock read serves a burst of them).
-    fn on_delivered(&mut self, (tag, result): Delivered, now: std::time::Instant) -> Result<(), RunError> {
+    /// A report for an output no longer tracked (the transaction it belonged to was rewound) is ignored.
+    fn on_delivered(&mut self, (id, result): Report, now: std::time::Instant) -> Result<(), RunError> {
+        let Some(tag) = self.in_flight.remove(id) else { return Ok(()) };
         match result {
             Ok(()) => {
                 self.meters.produce.record(now.saturating_duration_since(tag.sent).as_secs_f64());
@@ -823,15 +859,10 @@ impl Runner {
                 }
                 warn!(message = "Delivery failed; sending again.", topic = %tag.topic.name, %error);
                 tag.topic.retries.increment(1);
-                let producer = self.producer.clone();
-                self.in_flight.push(Box::pin(async move {
+                let id = self.in_flight.insert(tag);
+                self.resends.push(Box::pin(async move {
                     tokio::time::sleep(RESEND_BACKOFF).await;
-                    loop {
-                        match resend(&producer, &message) {
-                            Ok(future) => return await_delivery(tag, future).await,
-                            Err(_) => tokio::time::sleep(RESEND_BACKOFF).await,
-                        }
-                    }
+                    (id, message)
                 }));
             }
         }
@@ -885,8 +916,8 @@ impl Runner {
         if !eos.txn.is_open() {
             return Ok(());
         }
-        while let Some(delivered) = self.in_flight.next().await {
-            self.on_delivered(delivered, std::time::Instant::now())?;
+        while !self.in_flight.is_empty() {
+            self.next_delivery().await?;
         }
         let eos = self.eos.as_mut().expect("exactly-once state");
         if eos.failed {
@@ -941,7 +972,7 @@ impl Runner {
         let eos = self.eos.as_mut().expect("exactly-once state");
         let producer: Producer = eos
             .producer_settings
-            .create_with_context(eos.errors.clone())
+            .create_with_context(DeliveryContext::new(eos.errors.clone(), self.report_sender.clone()))
             .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
         eos.txn = Transactions::init(producer.clone(), eos.timeout)
             .await
@@ -965,6 +996,7 @@ impl Runner {
         }
         metrics::counter!("auditflow_transactions_total", "outcome" => "aborted").increment(1);
         self.in_flight.clear();
+        self.resends.clear();
         self.backlog.clear();
         self.blocked = None;
         let _ = self.pipeline.flush_windows();
@@ -1082,8 +1114,8 @@ impl Runner {
             windows_flushed = open
         );
         let drain = async {
-            while let Some(delivered) = self.in_flight.next().await {
-                self.on_delivered(delivered, std::time::Instant::now())?;
+            while !self.in_flight.is_empty() {
+                self.next_delivery().await?;
             }
             Ok::<(), RunError>(())
         };
@@ -1214,8 +1246,9 @@ fn dlq_code(output: &Output) -> String {
         .unwrap_or_default()
 }
 
-fn send(producer: &Producer, output: &Output) -> Result<DeliveryFuture, KafkaError> {
-    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&output.topic);
+/// Queues `output` with its in-flight `id`, which its delivery report carries.
+fn send(producer: &Producer, output: &Output, id: usize) -> Result<(), KafkaError> {
+    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&output.topic, id);
     // Most outputs have no headers: skip librdkafka's header list allocation for them.
     if !output.headers.is_empty() {
         let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
@@ -1236,22 +1269,11 @@ fn send(producer: &Producer, output: &Output) -> Result<DeliveryFuture, KafkaErr
     if let Some(partition) = output.partition {
         record = record.partition(partition);
     }
-    producer.send_result(record).map_err(|(error, _)| error)
+    producer.send(record).map_err(|(error, _)| error)
 }
 
-async fn await_delivery(tag: Tag, future: DeliveryFuture) -> Delivered {
-    let result = match future.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(failure)) => Err(failure),
-        // The producer dropped the message without an answer: only at teardown.
-        Err(_) => {
-            Err((KafkaError::Canceled, OwnedMessage::new(None, None, tag.topic.name.clone(), rdkafka::Timestamp::NotAvailable, 0, 0, None)))
-        }
-    };
-    (tag, result)
-}
-
-fn resend(producer: &Producer, message: &OwnedMessage) -> Result<DeliveryFuture, KafkaError> {
+/// Queues a failed message again, as it was (topic, key, value, headers, timestamp).
+fn resend(producer: &Producer, message: &OwnedMessage, id: usize) -> Result<(), KafkaError> {
     let output = Output {
         topic: message.topic().to_owned(),
         key: message.key().map(<[u8]>::to_vec),
@@ -1264,7 +1286,7 @@ fn resend(producer: &Producer, message: &OwnedMessage) -> Result<DeliveryFuture,
         holds: Vec::new(),
         partition: None,
     };
-    send(producer, &output)
+    send(producer, &output, id)
 }
 
 /// Commits the given offsets; `CommitMode::Sync` blocks, so call it off the runtime threads.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer as _};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::producer::{Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::TopicPartitionList;
 use tracing::warn;
 
 /// What a failed transactional call requires.
@@ -66,10 +66,10 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Runs `call` on the blocking pool, retrying retriable errors for up to [`RETRY_FOR`].
-async fn blocking<C, F>(producer: &FutureProducer<C>, what: &'static str, call: F) -> Result<(), Failure>
+async fn blocking<C, F>(producer: &ThreadedProducer<C>, what: &'static str, call: F) -> Result<(), Failure>
 where
-    C: ClientContext + 'static,
-    F: Fn(&FutureProducer<C>) -> Result<(), KafkaError> + Send + 'static,
+    C: ProducerContext + 'static,
+    F: Fn(&ThreadedProducer<C>) -> Result<(), KafkaError> + Send + 'static,
 {
     let producer = producer.clone();
     tokio::task::spawn_blocking(move || {
@@ -93,23 +93,23 @@ where
 }
 
 /// The transaction state of one transactional producer.
-pub struct Transactions<C: ClientContext + 'static> {
-    producer: FutureProducer<C>,
+pub struct Transactions<C: ProducerContext + 'static> {
+    producer: ThreadedProducer<C>,
     timeout: Duration,
     open: bool,
     epoch: u64,
 }
 
-impl<C: ClientContext + 'static> Transactions<C> {
+impl<C: ProducerContext + 'static> Transactions<C> {
     /// Takes a producer created with a `transactional.id` and initialises it: this fences any
     /// older producer with the same id and aborts what it left open.
-    pub async fn init(producer: FutureProducer<C>, timeout: Duration) -> Result<Self, Failure> {
+    pub async fn init(producer: ThreadedProducer<C>, timeout: Duration) -> Result<Self, Failure> {
         blocking(&producer, "init_transactions", move |p| p.init_transactions(timeout)).await?;
         Ok(Transactions { producer, timeout, open: false, epoch: 0 })
     }
 
     /// The producer, to send records in the open transaction.
-    pub fn producer(&self) -> &FutureProducer<C> {
+    pub fn producer(&self) -> &ThreadedProducer<C> {
         &self.producer
     }
 

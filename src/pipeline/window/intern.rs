@@ -179,7 +179,8 @@ impl Interner {
             combined.finish(),
             |fields| fields.matches(enriched),
             || {
-                let mut text = |i: usize| shared.get_or_insert(hashes[i], |t| eq_bytes(t.as_bytes(), texts[i].as_bytes()), || Arc::from(texts[i]));
+                let mut text =
+                    |i: usize| shared.get_or_insert(hashes[i], |t| eq_bytes(t.as_bytes(), texts[i].as_bytes()), || Arc::from(texts[i]));
                 Arc::new(StepFields {
                     topic: text(0),
                     action: text(1),
