@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use super::run::ErrorContext;
 
 /// A delivery report: the id given at send, and the outcome (the message, for a resend, when
-/// it failed).
-pub type Report = (usize, Result<(), (KafkaError, OwnedMessage)>);
+/// it failed; boxed, so that a report is two words while it waits on the channel).
+pub type Report = (usize, Result<(), Box<(KafkaError, OwnedMessage)>>);
 
 /// The producer context: reports errors like [`ErrorContext`], and every delivery on a channel.
 #[derive(Clone)]
@@ -42,7 +42,7 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
         let outcome = match result {
             Ok(_) => Ok(()),
-            Err((error, message)) => Err((error.clone(), message.detach())),
+            Err((error, message)) => Err(Box::new((error.clone(), message.detach()))),
         };
         // Closed only when the run loop is gone, and then nobody waits for the report.
         let _ = self.reports.send((id, outcome));

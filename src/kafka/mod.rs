@@ -43,7 +43,10 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        // librdkafka's default queue holds up to 1 GiB of records to send; 64 MiB keeps all
+        // eight formats' outputs of `delivery.max_in_flight` records flowing, and memory bounded.
+        .set("queue.buffering.max.kbytes", "65536");
     for (key, value) in kafka.properties.iter().chain(&kafka.producer_properties) {
         config.set(key, value);
     }

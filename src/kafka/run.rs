@@ -844,7 +844,8 @@ impl Runner {
                     tracker.ack(tp, *offset);
                 }
             }
-            Err((error, _)) if self.eos.is_some() => {
+            Err(failure) if self.eos.is_some() => {
+                let error = &failure.0;
                 // Never sent again: the transaction is aborted and its records re-processed.
                 let eos = self.eos.as_mut().expect("exactly-once state");
                 if tag.epoch == eos.txn.epoch() && eos.txn.is_open() {
@@ -852,7 +853,8 @@ impl Runner {
                     eos.failed = true;
                 }
             }
-            Err((error, message)) => {
+            Err(failure) => {
+                let (error, message) = *failure;
                 if let Some((code, reason)) = self.producer.client().fatal_error() {
                     error!(message = "Producer fatal error.", %reason);
                     return Err(RunError::Kafka { context: "producer fatal error", source: KafkaError::MessageProduction(code) });
