@@ -252,6 +252,13 @@ impl Drop for Auditflow {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
+            // A test failing while the process runs: show what it logged last, since its
+            // temporary folder (and the log) goes with the test.
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- last lines of {} ---\n{}", self.log.display(), lines[lines.len().saturating_sub(80)..].join("\n"));
+            }
         }
     }
 }

@@ -16,10 +16,9 @@ use super::run::ErrorContext;
 pub type Report = (usize, Result<(), Box<(KafkaError, OwnedMessage)>>);
 
 /// The producer context: reports errors like [`ErrorContext`], and every delivery on a channel.
-#[derive(Clone)]
 pub struct DeliveryContext {
     /// Error reporting and the last authentication and TLS failures.
-    pub errors: ErrorContext,
+    errors: ErrorContext,
     reports: mpsc::UnboundedSender<Report>,
 }
 

@@ -823,11 +823,16 @@ impl Runner {
     /// Sends a failed output again (at-least-once), or waits another pause when it cannot be queued.
     fn resend(&mut self, id: usize, message: OwnedMessage) {
         if resend(&self.producer, &message, id).is_err() {
-            self.resends.push(Box::pin(async move {
-                tokio::time::sleep(RESEND_BACKOFF).await;
-                (id, message)
-            }));
+            self.resend_later(id, message);
         }
+    }
+
+    /// Queues `message` (in flight as `id`) to be sent again after [`RESEND_BACKOFF`].
+    fn resend_later(&mut self, id: usize, message: OwnedMessage) {
+        self.resends.push(Box::pin(async move {
+            tokio::time::sleep(RESEND_BACKOFF).await;
+            (id, message)
+        }));
     }
 
     /// Marks an acknowledged output, or sends a failed one again after a pause.
@@ -862,10 +867,7 @@ impl Runner {
                 warn!(message = "Delivery failed; sending again.", topic = %tag.topic.name, %error);
                 tag.topic.retries.increment(1);
                 let id = self.in_flight.insert(tag);
-                self.resends.push(Box::pin(async move {
-                    tokio::time::sleep(RESEND_BACKOFF).await;
-                    (id, message)
-                }));
+                self.resend_later(id, message);
             }
         }
         Ok(())
