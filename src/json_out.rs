@@ -77,6 +77,37 @@ fn needs_escape(bytes: &[u8]) -> bool {
     crate::scan::any_below_or_eq(bytes, 0x20, b'"', b'\\')
 }
 
+/// A string rendered once as a JSON string literal (quotes and escaping included), for values
+/// fixed when an encoder is built: configured names, product fields, attribute keys. Writing it
+/// is a copy, with no scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Literal(Box<[u8]>);
+
+impl Literal {
+    /// The literal of `text`, escaped by [`string`].
+    pub fn new(text: &str) -> Self {
+        let mut json = Vec::with_capacity(text.len() + 2);
+        string(&mut json, text);
+        Literal(json.into_boxed_slice())
+    }
+
+    /// The literal's JSON bytes, quotes included.
+    pub fn json(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Appends a `&'static str` constant of an output format as a JSON string literal. Constants
+/// need no escaping (debug builds check it), so they go out as they are.
+#[inline]
+fn constant(out: &mut Vec<u8>, value: &'static str) {
+    debug_assert!(!needs_escape(value.as_bytes()), "constant {value:?} needs escaping");
+    out.reserve(value.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+}
+
 /// Writes one JSON object into `out`: `fill` adds the fields, the braces are written around them.
 pub fn object(out: &mut Vec<u8>, fill: impl FnOnce(&mut Object<'_>)) {
     let mut doc = Object { out, empty: true };
@@ -111,6 +142,32 @@ impl Object<'_> {
     pub fn str(&mut self, key: &'static str, value: &str) {
         self.key(key);
         string(self.out, value);
+    }
+
+    /// `"key":"value"` for a format's constant value (a `&'static str` that needs no escaping,
+    /// checked in debug builds), written without a scan.
+    pub fn lit(&mut self, key: &'static str, value: &'static str) {
+        self.key(key);
+        constant(self.out, value);
+    }
+
+    /// `"key":"value"` for a value rendered at build time.
+    pub fn literal(&mut self, key: &'static str, value: &Literal) {
+        self.key(key);
+        self.out.extend_from_slice(value.json());
+    }
+
+    /// `"key":["a","b",...]` of constants (see [`Object::lit`]).
+    pub fn lit_array(&mut self, key: &'static str, items: impl IntoIterator<Item = &'static str>) {
+        self.key(key);
+        self.out.push(b'[');
+        for (index, item) in items.into_iter().enumerate() {
+            if index > 0 {
+                self.out.push(b',');
+            }
+            constant(self.out, item);
+        }
+        self.out.push(b']');
     }
 
     /// `"key":"value"` when `value` is `Some`; nothing otherwise.
@@ -297,10 +354,13 @@ mod tests {
             doc.str_parts("m", &["p", "\"q\""]);
             doc.map("extra", &extra);
             doc.value("v", &serde_json::json!([null, {"k": false}]));
+            doc.lit("c", "const");
+            doc.literal("r", &Literal::new("q\"\u{1}é"));
+            doc.lit_array("la", ["x", "y"]);
         });
         let expected = serde_json::json!({
             "a": "1", "b": {"n": -3, "t": true, "l": ["x", "y\n"]}, "empty": {}, "one": [{"u": 7}], "list": ["s", {"k": "v"}], "none": [], "m": "p\"q\"",
-            "extra": {"n\"1": 1.5, "s": "x\u{7f}é"}, "v": [null, {"k": false}]
+            "extra": {"n\"1": 1.5, "s": "x\u{7f}é"}, "v": [null, {"k": false}], "c": "const", "r": "q\"\u{1}é", "la": ["x", "y"]
         });
         assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&expected).unwrap());
     }

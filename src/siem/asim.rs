@@ -163,7 +163,7 @@ impl Encoder for AsimEncoder {
             row.str("EventSubType", limit.cut(&e.action));
             row.str("EventResult", result);
             row.str("EventSeverity", severity(enriched.severity));
-            row.str("EventSchema", "AuditEvent");
+            row.lit("EventSchema", "AuditEvent");
             row.str("EventSchemaVersion", SCHEMA_VERSION);
             row.opt_str("EventOriginalResultDetails", e.reason.as_deref().map(|text| limit.cut(text)));
             row.str("EventProduct", limit.cut(&self.product.name));
@@ -181,7 +181,7 @@ impl Encoder for AsimEncoder {
             row.str("DvcHostname", limit.cut(self.config.dvc_hostname.as_deref().unwrap_or(&self.product.name)));
             row.str("Operation", limit.cut(&e.action));
             row.str("Object", limit.cut(&e.artifact));
-            row.str("ObjectType", "Cloud Resource");
+            row.lit("ObjectType", "Cloud Resource");
             // The version is the object's new value only when the action changes the object.
             row.opt_str(
                 "NewValue",
@@ -198,7 +198,7 @@ impl Encoder for AsimEncoder {
             row.opt_str("ActingAppName", service.then(|| limit.cut(&enriched.actor_id)));
             row.opt_str("ActingAppType", service.then_some("Service"));
             row.str("TargetAppName", limit.cut(&enriched.artifact_name));
-            row.str("TargetAppType", "Service");
+            row.lit("TargetAppType", "Service");
             row.opt_str("TargetHostname", parts.map(|p| limit.cut(&p.cluster)));
             row.str("RuleName", limit.cut(&e.policy));
             // `AdditionalFields`: what the audit schema has no column for. The whole object must

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::json::user_email;
-use super::{actor_type, ecs_event_type, message_parts, outcome, Encoder, Product};
-use crate::json_out;
+use super::{actor_type, ecs_event_type, message_parts, outcome, Encoder, Product, ProductJson};
+use crate::json_out::{self, Literal};
 use crate::model::{Decision, EnrichedEvent};
 
 /// ECS version written to `ecs.version`.
@@ -48,7 +48,12 @@ impl EcsConfig {
 
     /// Builds the encoder.
     pub fn build(&self, product: &Product) -> EcsEncoder {
-        EcsEncoder { config: self.clone(), product: product.clone() }
+        EcsEncoder {
+            config: self.clone(),
+            product: product.json(),
+            dataset: Literal::new(&self.dataset),
+            namespace: Literal::new(&self.namespace),
+        }
     }
 }
 
@@ -56,7 +61,9 @@ impl EcsConfig {
 #[derive(Debug, Clone)]
 pub struct EcsEncoder {
     config: EcsConfig,
-    product: Product,
+    product: ProductJson,
+    dataset: Literal,
+    namespace: Literal,
 }
 
 impl Encoder for EcsEncoder {
@@ -69,25 +76,25 @@ impl Encoder for EcsEncoder {
         let meta = enriched.policy_meta.as_deref();
         json_out::object(out, |doc| {
             doc.str("@timestamp", &e.ts);
-            doc.object("ecs", |o| o.str("version", ECS_VERSION));
+            doc.object("ecs", |o| o.lit("version", ECS_VERSION));
             doc.str_parts("message", &message_parts(enriched));
             doc.object("event", |o| {
-                o.str("kind", "event");
-                o.str_array("category", ["api"]);
+                o.lit("kind", "event");
+                o.lit_array("category", ["api"]);
                 let decision = match e.decision {
                     Decision::Allowed => Some("allowed"),
                     Decision::Denied => Some("denied"),
                     Decision::Other => None,
                 };
-                o.str_array("type", std::iter::once(ecs_event_type(&e.action)).chain(decision));
+                o.lit_array("type", std::iter::once(ecs_event_type(&e.action)).chain(decision));
                 o.str("action", &e.action);
-                o.str("outcome", outcome(e.decision));
+                o.lit("outcome", outcome(e.decision));
                 o.int("severity", i64::from(enriched.severity));
                 o.opt_str("reason", e.reason.as_deref());
                 o.str("id", &enriched.event_id);
-                o.str("dataset", &self.config.dataset);
-                o.str("module", "runtime_audit");
-                o.str("provider", &self.product.source);
+                o.literal("dataset", &self.dataset);
+                o.lit("module", "runtime_audit");
+                o.literal("provider", &self.product.source);
             });
             doc.object("user", |o| {
                 o.str("id", &e.actor);
@@ -116,19 +123,19 @@ impl Encoder for EcsEncoder {
                 o.object("resource", |r| r.str("name", &enriched.artifact_name));
             });
             doc.object("observer", |o| {
-                o.str("vendor", &self.product.vendor);
-                o.str("product", &self.product.name);
+                o.literal("vendor", &self.product.vendor);
+                o.literal("product", &self.product.name);
             });
             if self.config.data_stream {
                 doc.object("data_stream", |o| {
-                    o.str("type", "logs");
-                    o.str("dataset", &self.config.dataset);
-                    o.str("namespace", &self.config.namespace);
+                    o.lit("type", "logs");
+                    o.literal("dataset", &self.dataset);
+                    o.literal("namespace", &self.namespace);
                 });
             }
             doc.object("runtime_audit", |o| {
                 o.str("actor", &e.actor);
-                o.str("actor_type", actor_type(enriched));
+                o.lit("actor_type", actor_type(enriched));
                 o.str("artifact", &e.artifact);
                 o.opt_str("artifact_version", enriched.artifact_version.as_deref());
                 o.str("target", &e.target);

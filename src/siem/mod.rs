@@ -19,6 +19,7 @@ pub mod udm;
 
 use serde::{Deserialize, Serialize};
 
+use crate::json_out::Literal;
 use crate::model::{Decision, EnrichedEvent};
 
 /// Identity of the product that emits the records, as shown in every format's vendor/product fields.
@@ -44,6 +45,31 @@ impl Default for Product {
             source: "auditflow".into(),
         }
     }
+}
+
+impl Product {
+    /// The fields rendered as JSON string literals, for the JSON encoders to write without a scan.
+    pub fn json(&self) -> ProductJson {
+        ProductJson {
+            vendor: Literal::new(&self.vendor),
+            name: Literal::new(&self.name),
+            version: Literal::new(&self.version),
+            source: Literal::new(&self.source),
+        }
+    }
+}
+
+/// [`Product`] as JSON string literals (see [`Product::json`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductJson {
+    /// Vendor name.
+    pub vendor: Literal,
+    /// Product name.
+    pub name: Literal,
+    /// Product version.
+    pub version: Literal,
+    /// Short source id.
+    pub source: Literal,
 }
 
 /// One output format: its name (the suffix of its sink topic) and its encoder.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::{user_email, SeverityBand};
-use super::{message_parts, Encoder, Product};
-use crate::json_out;
+use super::{message_parts, Encoder, Product, ProductJson};
+use crate::json_out::{self, Literal};
 use crate::model::{Decision, EnrichedEvent};
 
 /// OCSF schema version written to `metadata.version`.
@@ -70,7 +70,7 @@ impl OcsfConfig {
 
     /// Builds the encoder.
     pub fn build(&self, product: &Product) -> OcsfEncoder {
-        OcsfEncoder { config: self.clone(), product: product.clone() }
+        OcsfEncoder { config: self.clone(), product: product.json(), log_name: Literal::new(&self.log_name) }
     }
 }
 
@@ -78,7 +78,8 @@ impl OcsfConfig {
 #[derive(Debug, Clone)]
 pub struct OcsfEncoder {
     config: OcsfConfig,
-    product: Product,
+    product: ProductJson,
+    log_name: Literal,
 }
 
 /// The activity of an action (format notes §0.4): `(activity_id, activity_name)`.
@@ -160,17 +161,17 @@ impl Encoder for OcsfEncoder {
         let parts = enriched.target_parts.as_ref();
         json_out::object(out, |doc| {
             doc.int("class_uid", i64::from(CLASS_UID));
-            doc.str("class_name", "API Activity");
+            doc.lit("class_name", "API Activity");
             doc.int("category_uid", i64::from(CATEGORY_UID));
-            doc.str("category_name", "Application Activity");
+            doc.lit("category_name", "Application Activity");
             doc.int("activity_id", i64::from(activity_id));
             doc.str("activity_name", activity_name);
             doc.int("type_uid", i64::from(CLASS_UID * 100 + u32::from(activity_id)));
-            doc.str("type_name", type_name(activity_id));
+            doc.lit("type_name", type_name(activity_id));
             doc.int("time", e.ts_ms);
             doc.int("timezone_offset", 0);
             doc.int("severity_id", i64::from(severity_id));
-            doc.str("severity", severity_caption);
+            doc.lit("severity", severity_caption);
             doc.int("status_id", status_id);
             doc.str("status", status);
             doc.opt_str("status_detail", e.reason.as_deref());
@@ -181,19 +182,19 @@ impl Encoder for OcsfEncoder {
             doc.bool("is_alert", self.config.alert_on_deny && e.decision == Decision::Denied);
             doc.str_parts("message", &message_parts(enriched));
             doc.object("metadata", |o| {
-                o.str("version", OCSF_VERSION);
+                o.lit("version", OCSF_VERSION);
                 o.object("product", |p| {
-                    p.str("name", &self.product.name);
-                    p.str("vendor_name", &self.product.vendor);
-                    p.str("version", &self.product.version);
+                    p.literal("name", &self.product.name);
+                    p.literal("vendor_name", &self.product.vendor);
+                    p.literal("version", &self.product.version);
                 });
                 o.str("uid", &enriched.event_id);
                 o.str("correlation_uid", &e.trace);
                 o.str("original_time", &e.ts);
-                o.str("log_name", &self.config.log_name);
-                let profiles: &[&str] =
+                o.literal("log_name", &self.log_name);
+                let profiles: &[&'static str] =
                     if parts.is_some() { &["cloud", "security_control", "trace"] } else { &["security_control", "trace"] };
-                o.str_array("profiles", profiles.iter().copied());
+                o.lit_array("profiles", profiles.iter().copied());
             });
             doc.object("actor", |o| {
                 o.object("user", |u| {
@@ -223,9 +224,9 @@ impl Encoder for OcsfEncoder {
                 o.str("uid", &e.artifact);
                 o.str("name", &enriched.artifact_name);
                 o.opt_str("version", enriched.artifact_version.as_deref());
-                o.str("type", "artifact");
+                o.lit("type", "artifact");
                 o.int("role_id", 1);
-                o.str("role", "Target");
+                o.lit("role", "Target");
                 o.opt_str("region", parts.map(|t| t.region.as_str()));
             });
             if let Some(t) = parts {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::json::{user_email, SeverityBand};
-use super::{message_parts, Encoder, Product};
-use crate::json_out::{self, Array, Object};
+use super::{message_parts, Encoder, Product, ProductJson};
+use crate::json_out::{self, Array, Literal, Object};
 use crate::model::EnrichedEvent;
 
 /// Semantic conventions version of the attribute names.
@@ -61,10 +61,10 @@ impl OtlpConfig {
 
     /// Builds the encoder.
     pub fn build(&self, product: &Product) -> OtlpEncoder {
-        let key = |suffix: &str| format!("{}.{suffix}", self.attribute_prefix);
+        let key = |suffix: &str| Literal::new(&format!("{}.{suffix}", self.attribute_prefix));
         OtlpEncoder {
             config: self.clone(),
-            product: product.clone(),
+            product: product.json(),
             keys: Keys {
                 event_name: key("decision"),
                 event_id: key("event_id"),
@@ -77,34 +77,53 @@ impl OtlpConfig {
                 policy_mode: key("policy.mode"),
                 target: key("target"),
                 trace_id: key("trace_id"),
-                extra: key("extra"),
+                extra: format!("{}.extra", self.attribute_prefix),
+                user_name: Literal::new("user.name"),
+                user_email: Literal::new("user.email"),
+                artifact_version: Literal::new("artifact.version"),
+                rule_name: Literal::new("security_rule.name"),
+                cloud_provider: Literal::new("cloud.provider"),
+                cloud_region: Literal::new("cloud.region"),
+                cluster_name: Literal::new("k8s.cluster.name"),
+                service_name: Literal::new("service.name"),
+                service_version: Literal::new("service.version"),
             },
         }
     }
 }
 
-/// Attribute keys under the configured prefix, built once.
+/// Attribute keys, under the configured prefix or OpenTelemetry's, rendered once as JSON.
 #[derive(Debug, Clone)]
 struct Keys {
-    event_name: String,
-    event_id: String,
-    action: String,
-    result: String,
-    reason: String,
-    actor: String,
-    actor_type: String,
-    artifact: String,
-    policy_mode: String,
-    target: String,
-    trace_id: String,
+    event_name: Literal,
+    event_id: Literal,
+    action: Literal,
+    result: Literal,
+    reason: Literal,
+    actor: Literal,
+    actor_type: Literal,
+    artifact: Literal,
+    policy_mode: Literal,
+    target: Literal,
+    trace_id: Literal,
+    /// The prefix of extra fields' keys (`<prefix>.extra`), joined to each field name.
     extra: String,
+    user_name: Literal,
+    user_email: Literal,
+    artifact_version: Literal,
+    rule_name: Literal,
+    cloud_provider: Literal,
+    cloud_region: Literal,
+    cluster_name: Literal,
+    service_name: Literal,
+    service_version: Literal,
 }
 
 /// Encodes events as OTLP JSON log requests.
 #[derive(Debug, Clone)]
 pub struct OtlpEncoder {
     config: OtlpConfig,
-    product: Product,
+    product: ProductJson,
     keys: Keys,
 }
 
@@ -189,9 +208,9 @@ impl UnixNanos {
 }
 
 /// One attribute with a string value: `{"key":…,"value":{"stringValue":…}}`.
-fn attribute(list: &mut Array<'_>, key: &str, value: &str) {
+fn attribute(list: &mut Array<'_>, key: &Literal, value: &str) {
     list.object(|kv| {
-        kv.str("key", key);
+        kv.literal("key", key);
         kv.object("value", |v| v.str("stringValue", value));
     });
 }
@@ -244,38 +263,42 @@ impl Encoder for OtlpEncoder {
         let user = enriched.actor_kind == "user";
         // The record's attributes in the order of the worked examples; `<prefix>.trace_id` comes
         // after the fixed attributes and before the extras.
-        let fixed: [Option<(&str, &str)>; 16] = [
+        let fixed: [Option<(&Literal, &str)>; 16] = [
             Some((&k.event_id, &enriched.event_id)),
             Some((&k.action, &e.action)),
             Some((&k.result, &e.result)),
-            e.reason.as_deref().map(|reason| (k.reason.as_str(), reason)),
+            e.reason.as_deref().map(|reason| (&k.reason, reason)),
             Some((&k.actor, &e.actor)),
             Some((&k.actor_type, super::actor_type(enriched))),
-            user.then_some(("user.name", enriched.actor_id.as_str())),
-            user_email(enriched).map(|email| ("user.email", email)),
+            user.then_some((&k.user_name, enriched.actor_id.as_str())),
+            user_email(enriched).map(|email| (&k.user_email, email)),
             Some((&k.artifact, &e.artifact)),
-            enriched.artifact_version.as_deref().map(|version| ("artifact.version", version)),
-            Some(("security_rule.name", &e.policy)),
+            enriched.artifact_version.as_deref().map(|version| (&k.artifact_version, version)),
+            Some((&k.rule_name, &e.policy)),
             Some((&k.policy_mode, &e.mode)),
             Some((&k.target, &e.target)),
-            parts.map(|t| ("cloud.provider", t.provider.as_str())),
-            parts.map(|t| ("cloud.region", t.region.as_str())),
-            parts.filter(|_| self.config.kubernetes_targets).map(|t| ("k8s.cluster.name", t.cluster.as_str())),
+            parts.map(|t| (&k.cloud_provider, t.provider.as_str())),
+            parts.map(|t| (&k.cloud_region, t.region.as_str())),
+            parts.filter(|_| self.config.kubernetes_targets).map(|t| (&k.cluster_name, t.cluster.as_str())),
         ];
         json_out::object(out, |request| {
             request.object_array_of_one("resourceLogs", |logs| {
                 logs.object("resource", |resource| {
                     resource.array("attributes", |list| {
-                        attribute(list, "service.name", &self.product.source);
-                        attribute(list, "service.version", &self.product.version);
+                        for (key, value) in [(&k.service_name, &self.product.source), (&k.service_version, &self.product.version)] {
+                            list.object(|kv| {
+                                kv.literal("key", key);
+                                kv.object("value", |v| v.literal("stringValue", value));
+                            });
+                        }
                     })
                 });
                 logs.object_array_of_one("scopeLogs", |scope_logs| {
                     scope_logs.object("scope", |scope| {
-                        scope.str("name", SCOPE_NAME);
-                        scope.str("version", env!("CARGO_PKG_VERSION"));
+                        scope.lit("name", SCOPE_NAME);
+                        scope.lit("version", env!("CARGO_PKG_VERSION"));
                     });
-                    scope_logs.str("schemaUrl", SCHEMA_URL);
+                    scope_logs.lit("schemaUrl", SCHEMA_URL);
                     scope_logs.object_array_of_one("logRecords", |record| {
                         if let Some(time) = unix_nanos(e.ts_ms) {
                             time.write(record, "timeUnixNano");
@@ -284,8 +307,8 @@ impl Encoder for OtlpEncoder {
                             observed.write(record, "observedTimeUnixNano");
                         }
                         record.int("severityNumber", i64::from(severity_number));
-                        record.str("severityText", severity_text);
-                        record.str("eventName", &k.event_name);
+                        record.lit("severityText", severity_text);
+                        record.literal("eventName", &k.event_name);
                         record.object("body", |body| body.str_parts("stringValue", &message_parts(enriched)));
                         record.array("attributes", |list| {
                             for (key, value) in fixed.iter().flatten() {

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::json::{truncate_utf8, user_email, SeverityBand};
-use super::{message_parts, Encoder, Product};
-use crate::json_out::{self, Object};
+use super::{message_parts, Encoder, Product, ProductJson};
+use crate::json_out::{self, Literal, Object};
 use crate::model::{Decision, EnrichedEvent};
 
 /// Longest `metadata.productVersion`, in bytes.
@@ -32,7 +32,9 @@ pub struct UdmConfig {
 impl UdmConfig {
     /// Builds the encoder.
     pub fn build(&self, product: &Product) -> UdmEncoder {
-        UdmEncoder { config: self.clone(), product: product.clone() }
+        let mut json = product.json();
+        json.version = Literal::new(truncate_utf8(&product.version, MAX_PRODUCT_VERSION));
+        UdmEncoder { config: self.clone(), product: json }
     }
 }
 
@@ -40,7 +42,8 @@ impl UdmConfig {
 #[derive(Debug, Clone)]
 pub struct UdmEncoder {
     config: UdmConfig,
-    product: Product,
+    /// The product fields, the version cut to `MAX_PRODUCT_VERSION`.
+    product: ProductJson,
 }
 
 /// `metadata.eventType` of an action (format notes §0.4).
@@ -102,10 +105,10 @@ impl UdmEncoder {
         };
         doc.object("metadata", |o| {
             o.str("eventTimestamp", &e.ts);
-            o.str("eventType", event_type(&e.action));
-            o.str("vendorName", &self.product.vendor);
-            o.str("productName", &self.product.name);
-            o.str("productVersion", truncate_utf8(&self.product.version, MAX_PRODUCT_VERSION));
+            o.lit("eventType", event_type(&e.action));
+            o.literal("vendorName", &self.product.vendor);
+            o.literal("productName", &self.product.name);
+            o.literal("productVersion", &self.product.version);
             o.str("productEventType", truncate_utf8(&e.action, MAX_PRODUCT_EVENT_TYPE));
             o.str("productLogId", truncate_utf8(&enriched.event_id, MAX_PRODUCT_LOG_ID));
             o.str_parts("description", &message_parts(enriched));
@@ -116,7 +119,9 @@ impl UdmEncoder {
                 if let Some(email) = user_email(enriched) {
                     u.str_array("emailAddresses", [email]);
                 }
-                u.opt_str("accountType", service.then_some("SERVICE_ACCOUNT_TYPE"));
+                if service {
+                    u.lit("accountType", "SERVICE_ACCOUNT_TYPE");
+                }
             });
             o.opt_str("application", service.then_some(enriched.actor_id.as_str()));
         });
@@ -125,12 +130,12 @@ impl UdmEncoder {
             o.object("resource", |r| {
                 r.str("name", &enriched.artifact_name);
                 r.str("productObjectId", &e.artifact);
-                r.str("resourceType", "SERVICE");
-                r.str("resourceSubtype", "artifact");
+                r.lit("resourceType", "SERVICE");
+                r.lit("resourceSubtype", "artifact");
                 if let Some(version) = enriched.artifact_version.as_deref() {
                     r.object("attribute", |a| {
                         a.object_array_of_one("labels", |l| {
-                            l.str("key", "version");
+                            l.lit("key", "version");
                             l.str("value", version);
                         })
                     });
@@ -139,24 +144,24 @@ impl UdmEncoder {
             if let Some(t) = parts {
                 o.object_array_of_one("resourceAncestors", |a| {
                     a.str("name", &t.cluster);
-                    a.str("resourceType", "CLUSTER");
+                    a.lit("resourceType", "CLUSTER");
                 });
                 if let Some(environment) = cloud_environment(&t.provider) {
-                    o.object("cloud", |c| c.str("environment", environment));
+                    o.object("cloud", |c| c.lit("environment", environment));
                 }
                 o.object("location", |l| l.str("name", &t.region));
             }
         });
         doc.object_array_of_one("securityResult", |o| {
-            o.str_array("action", [action]);
+            o.lit_array("action", [action]);
             o.opt_str("actionDetails", action_details);
             o.str("ruleName", &e.policy);
             o.str("ruleType", &e.mode);
             o.str_parts("summary", &[&e.action, " ", &e.result]);
             o.opt_str("description", e.reason.as_deref());
-            o.str("severity", severity(enriched.severity));
+            o.lit("severity", severity(enriched.severity));
             if e.decision == Decision::Denied {
-                o.str_array("category", ["POLICY_VIOLATION"]);
+                o.lit_array("category", ["POLICY_VIOLATION"]);
             }
         });
         // `additional` (a protobuf Struct): trace, raw actor and target, then each extra as
