@@ -247,6 +247,13 @@ impl Object<'_> {
         write(self.out, value);
     }
 
+    /// `"key":<json>`, where `json` is one complete JSON value, e.g. a string literal rendered
+    /// once for several records ([`crate::siem::Shared`]).
+    pub fn json(&mut self, key: &'static str, json: &[u8]) {
+        self.key(key);
+        self.out.extend_from_slice(json);
+    }
+
     /// `"key":<whatever fill appends>`: `fill` writes one complete JSON value into the buffer.
     /// For values that must be measured or rewritten after writing.
     pub fn raw(&mut self, key: &'static str, fill: impl FnOnce(&mut Vec<u8>)) {

@@ -415,11 +415,13 @@ impl Pipeline {
         self.now_ms = now_ms;
         let stamp = self.stamp(enriched.event.ts_ms);
         let event_key = enriched.event_id.as_bytes().to_vec();
+        // What several formats write alike (the message), rendered once for all of them.
+        let shared = crate::siem::Shared::for_formats(self.settings.encoders.len());
         for ((encoder, topic), size) in self.settings.encoders.iter().zip(&self.siem_topics).zip(&mut self.siem_sizes) {
             // Sized from the format's previous record plus a margin: one allocation, no regrowth
             // in the common case, and little slack held while the record waits to be sent.
             let mut payload = Vec::with_capacity(*size);
-            encoder.encode(&enriched, &mut payload);
+            encoder.encode_shared(&enriched, &shared, &mut payload);
             *size = payload.len() + payload.len() / 4 + 64;
             outputs.push(Output {
                 topic: topic.clone(),

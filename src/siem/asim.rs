@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::json::{truncate_utf8, user_email, Message, SeverityBand};
-use super::{message_parts, Encoder, Product};
+use super::{Encoder, Product, Shared};
 use crate::json_out;
 use crate::model::{Decision, EnrichedEvent};
 
@@ -136,6 +136,10 @@ impl Encoder for AsimEncoder {
     }
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        self.encode_shared(enriched, &Shared::default(), out);
+    }
+
+    fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let max = self.config.max_value_bytes;
         let limit = Limit(max);
@@ -172,7 +176,7 @@ impl Encoder for AsimEncoder {
             row.str("EventOriginalUid", &enriched.event_id);
             // The summary line, cut to the value limit (built only when it is too long).
             if Message(enriched).byte_len() <= max {
-                row.str_parts("EventMessage", &message_parts(enriched));
+                shared.write_message(row, "EventMessage", enriched);
             } else {
                 row.str("EventMessage", limit.cut(&Message(enriched).to_string()));
             }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::json::user_email;
-use super::{actor_type, ecs_event_type, message_parts, outcome, Encoder, Product, ProductJson};
+use super::{actor_type, ecs_event_type, outcome, Encoder, Product, ProductJson, Shared};
 use crate::json_out::{self, Literal};
 use crate::model::{Decision, EnrichedEvent};
 
@@ -72,12 +72,16 @@ impl Encoder for EcsEncoder {
     }
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        self.encode_shared(enriched, &Shared::default(), out);
+    }
+
+    fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let meta = enriched.policy_meta.as_deref();
         json_out::object(out, |doc| {
             doc.str("@timestamp", &e.ts);
             doc.object("ecs", |o| o.lit("version", ECS_VERSION));
-            doc.str_parts("message", &message_parts(enriched));
+            shared.write_message(doc, "message", enriched);
             doc.object("event", |o| {
                 o.lit("kind", "event");
                 o.lit_array("category", ["api"]);

@@ -78,6 +78,52 @@ pub trait Encoder: Send + Sync {
     fn name(&self) -> &'static str;
     /// Appends the encoded record for `event` to `out`.
     fn encode(&self, event: &EnrichedEvent, out: &mut Vec<u8>);
+    /// [`Encoder::encode`], taking pieces several formats write alike from `shared` (one per
+    /// event, given to every encoder of the event) instead of rendering them again.
+    fn encode_shared(&self, event: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
+        let _ = shared;
+        self.encode(event, out);
+    }
+}
+
+/// Pieces of an event that several formats write identically, each rendered at most once per
+/// event when more than one format is enabled: the pipeline makes one per event and hands it to
+/// every encoder. With one format (or [`Shared::default`]) nothing is kept: each piece is written
+/// in place, as without sharing.
+#[derive(Debug, Default)]
+pub struct Shared {
+    keep: bool,
+    message_json: std::cell::OnceCell<Vec<u8>>,
+}
+
+impl Shared {
+    /// Pieces for `formats` encoders of one event: kept for the next encoder when there are several.
+    pub fn for_formats(formats: usize) -> Self {
+        Shared { keep: formats > 1, message_json: std::cell::OnceCell::new() }
+    }
+
+    /// The event's [`message`] as a JSON string literal, quotes included (rendered on first use).
+    pub fn message_json(&self, event: &EnrichedEvent) -> &[u8] {
+        self.message_json.get_or_init(|| {
+            let parts = message_parts(event);
+            let mut json = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 8);
+            json.push(b'"');
+            for part in parts {
+                crate::json_out::escape_into(&mut json, part);
+            }
+            json.push(b'"');
+            json
+        })
+    }
+
+    /// Writes `"key":"<the event's message>"`: the kept rendering, or in place.
+    pub fn write_message(&self, o: &mut crate::json_out::Object<'_>, key: &'static str, event: &EnrichedEvent) {
+        if self.keep {
+            o.json(key, self.message_json(event));
+        } else {
+            o.str_parts(key, &message_parts(event));
+        }
+    }
 }
 
 /// The ECS `event.type` category of an action (format notes §0.4).

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::{user_email, SeverityBand};
-use super::{message_parts, Encoder, Product, ProductJson};
+use super::{Encoder, Product, ProductJson, Shared};
 use crate::json_out::{self, Literal};
 use crate::model::{Decision, EnrichedEvent};
 
@@ -140,6 +140,10 @@ impl Encoder for OcsfEncoder {
     }
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        self.encode_shared(enriched, &Shared::default(), out);
+    }
+
+    fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let (activity_id, activity_name) = activity(&e.action);
         let (severity_id, severity_caption) = severity(enriched.severity);
@@ -180,7 +184,7 @@ impl Encoder for OcsfEncoder {
             doc.int("disposition_id", disposition_id);
             doc.str("disposition", disposition);
             doc.bool("is_alert", self.config.alert_on_deny && e.decision == Decision::Denied);
-            doc.str_parts("message", &message_parts(enriched));
+            shared.write_message(doc, "message", enriched);
             doc.object("metadata", |o| {
                 o.lit("version", OCSF_VERSION);
                 o.object("product", |p| {

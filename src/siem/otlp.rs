@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::json::{user_email, SeverityBand};
-use super::{message_parts, Encoder, Product, ProductJson};
+use super::{Encoder, Product, ProductJson, Shared};
 use crate::json_out::{self, Array, Literal, Object};
 use crate::model::EnrichedEvent;
 
@@ -255,6 +255,10 @@ impl Encoder for OtlpEncoder {
     }
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        self.encode_shared(enriched, &Shared::default(), out);
+    }
+
+    fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let k = &self.keys;
         let (severity_number, severity_text) = severity(enriched.severity);
@@ -309,7 +313,7 @@ impl Encoder for OtlpEncoder {
                         record.int("severityNumber", i64::from(severity_number));
                         record.lit("severityText", severity_text);
                         record.literal("eventName", &k.event_name);
-                        record.object("body", |body| body.str_parts("stringValue", &message_parts(enriched)));
+                        record.object("body", |body| shared.write_message(body, "stringValue", enriched));
                         record.array("attributes", |list| {
                             for (key, value) in fixed.iter().flatten() {
                                 attribute(list, key, value);

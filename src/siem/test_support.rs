@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::{message, message_parts, Encoder, Product};
+use super::{message, message_parts, Encoder, Product, Shared};
 use crate::model::{AuditEvent, Decision, EnrichedEvent, SourceRecord};
 use crate::pipeline::decode::json;
 use crate::pipeline::enrich::{enrich, SeverityLadder};
@@ -106,5 +106,26 @@ fn message_parts_join_to_the_message() {
     for seed in [SEED_A, SEED_B] {
         let event = enriched(seed);
         assert_eq!(message_parts(&event).concat(), message(&event));
+    }
+}
+
+proptest! {
+    /// The shared message is the message as serde_json writes it, and a `Shared` filled by one
+    /// format and read by the next gives every format the bytes it writes on its own.
+    #[test]
+    fn shared_pieces_change_no_output(event in arbitrary_event()) {
+        let shared = Shared::default();
+        let expected = serde_json::to_string(&message(&event)).unwrap();
+        prop_assert_eq!(std::str::from_utf8(shared.message_json(&event)).unwrap(), expected.as_str());
+        let mut config = crate::config::Config::default();
+        config.siem.formats = crate::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+        let encoders = config.pipeline_settings().encoders;
+        let shared = Shared::for_formats(encoders.len());
+        for encoder in &encoders {
+            let alone = encode_to_string(encoder.as_ref(), &event);
+            let mut out = Vec::new();
+            encoder.encode_shared(&event, &shared, &mut out);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), alone, "{}", encoder.name());
+        }
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::json::{truncate_utf8, user_email, SeverityBand};
-use super::{message_parts, Encoder, Product, ProductJson};
+use super::{Encoder, Product, ProductJson, Shared};
 use crate::json_out::{self, Literal, Object};
 use crate::model::{Decision, EnrichedEvent};
 
@@ -84,17 +84,21 @@ impl Encoder for UdmEncoder {
     }
 
     fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+        self.encode_shared(enriched, &Shared::default(), out);
+    }
+
+    fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         if self.config.wrap_event {
-            json_out::object(out, |wrapped| wrapped.object("udm", |event| self.event(enriched, event)));
+            json_out::object(out, |wrapped| wrapped.object("udm", |event| self.event(enriched, shared, event)));
         } else {
-            json_out::object(out, |event| self.event(enriched, event));
+            json_out::object(out, |event| self.event(enriched, shared, event));
         }
     }
 }
 
 impl UdmEncoder {
     /// The fields of one UDM event.
-    fn event(&self, enriched: &EnrichedEvent, doc: &mut Object<'_>) {
+    fn event(&self, enriched: &EnrichedEvent, shared: &Shared, doc: &mut Object<'_>) {
         let e = &enriched.event;
         let service = enriched.actor_kind == "service";
         let parts = enriched.target_parts.as_ref();
@@ -111,7 +115,7 @@ impl UdmEncoder {
             o.literal("productVersion", &self.product.version);
             o.str("productEventType", truncate_utf8(&e.action, MAX_PRODUCT_EVENT_TYPE));
             o.str("productLogId", truncate_utf8(&enriched.event_id, MAX_PRODUCT_LOG_ID));
-            o.str_parts("description", &message_parts(enriched));
+            shared.write_message(o, "description", enriched);
         });
         doc.object("principal", |o| {
             o.object("user", |u| {
