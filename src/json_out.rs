@@ -159,13 +159,18 @@ impl Object<'_> {
 
     /// `"key":["a","b",...]` of constants (see [`Object::lit`]).
     pub fn lit_array(&mut self, key: &'static str, items: impl IntoIterator<Item = &'static str>) {
+        self.items(key, items, constant);
+    }
+
+    /// `"key":[...]`, each item written by `write`.
+    fn items<T>(&mut self, key: &'static str, items: impl IntoIterator<Item = T>, write: impl Fn(&mut Vec<u8>, T)) {
         self.key(key);
         self.out.push(b'[');
         for (index, item) in items.into_iter().enumerate() {
             if index > 0 {
                 self.out.push(b',');
             }
-            constant(self.out, item);
+            write(self.out, item);
         }
         self.out.push(b']');
     }
@@ -201,15 +206,7 @@ impl Object<'_> {
 
     /// `"key":["a","b",...]`.
     pub fn str_array<'s>(&mut self, key: &'static str, items: impl IntoIterator<Item = &'s str>) {
-        self.key(key);
-        self.out.push(b'[');
-        for (index, item) in items.into_iter().enumerate() {
-            if index > 0 {
-                self.out.push(b',');
-            }
-            string(self.out, item);
-        }
-        self.out.push(b']');
+        self.items(key, items, |out, item| string(out, item));
     }
 
     /// `"key":{...}`, the nested object's fields added by `fill`.
