@@ -206,7 +206,7 @@ impl Object<'_> {
 
     /// `"key":["a","b",...]`.
     pub fn str_array<'s>(&mut self, key: &'static str, items: impl IntoIterator<Item = &'s str>) {
-        self.items(key, items, |out, item| string(out, item));
+        self.items(key, items, string);
     }
 
     /// `"key":{...}`, the nested object's fields added by `fill`.
