@@ -44,6 +44,16 @@ pub fn escape_into(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Appends the concatenation of `parts` as one JSON string literal, quotes included, without
+/// building the concatenation.
+pub fn string_of_parts(out: &mut Vec<u8>, parts: &[&str]) {
+    out.push(b'"');
+    for part in parts {
+        escape_into(out, part);
+    }
+    out.push(b'"');
+}
+
 #[cold]
 fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
@@ -153,8 +163,7 @@ impl Object<'_> {
 
     /// `"key":"value"` for a value rendered at build time.
     pub fn literal(&mut self, key: &'static str, value: &Literal) {
-        self.key(key);
-        self.out.extend_from_slice(value.json());
+        self.json(key, value.json());
     }
 
     /// `"key":["a","b",...]` of constants (see [`Object::lit`]).
@@ -185,11 +194,7 @@ impl Object<'_> {
     /// `"key":"<the parts concatenated>"`, without building the concatenation.
     pub fn str_parts(&mut self, key: &'static str, parts: &[&str]) {
         self.key(key);
-        self.out.push(b'"');
-        for part in parts {
-            escape_into(self.out, part);
-        }
-        self.out.push(b'"');
+        string_of_parts(self.out, parts);
     }
 
     /// `"key":<number>`.

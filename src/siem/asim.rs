@@ -135,10 +135,6 @@ impl Encoder for AsimEncoder {
         "asim"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
-        self.encode_shared(enriched, &Shared::default(), out);
-    }
-
     fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let max = self.config.max_value_bytes;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::escape::{capitalized, cef_extension, cef_header, custom_key, extra_value_text, truncate_utf8, write_i64, write_parts};
-use super::{message_parts, outcome, Encoder, Product};
+use super::{message_parts, outcome, Encoder, Product, Shared};
 use crate::model::{Decision, EnrichedEvent};
 
 /// Header lengths: vendor, product, version, device event class id, name.
@@ -155,7 +155,7 @@ impl Encoder for CefEncoder {
         "cef"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+    fn encode_shared(&self, enriched: &EnrichedEvent, _shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let mut buf = [0u8; 16];
         let (action_head, action_rest) = capitalized(&e.action, &mut buf);

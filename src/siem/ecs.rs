@@ -71,10 +71,6 @@ impl Encoder for EcsEncoder {
         "ecs"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
-        self.encode_shared(enriched, &Shared::default(), out);
-    }
-
     fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let meta = enriched.policy_meta.as_deref();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cef::{default_key_prefix, valid_key_prefix};
 use super::escape::{custom_key, extra_value_text, leef_event_id, leef_header, leef_value, truncate_utf8, write_i64};
-use super::{Encoder, Product};
+use super::{Encoder, Product, Shared};
 use crate::model::EnrichedEvent;
 
 /// EventID, `usrName` and `accountName` are at most 255 characters (cut here at 255 bytes).
@@ -151,7 +151,7 @@ impl Encoder for LeefEncoder {
         "leef"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+    fn encode_shared(&self, enriched: &EnrichedEvent, _shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         out.extend_from_slice(&self.header);
         leef_event_id(out, truncate_utf8(&e.action, EVENT_ID_MAX));

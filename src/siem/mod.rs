@@ -76,13 +76,13 @@ pub struct ProductJson {
 pub trait Encoder: Send + Sync {
     /// The format's short name, e.g. `ecs`; the default sink topic is `audit.siem.<name>`.
     fn name(&self) -> &'static str;
-    /// Appends the encoded record for `event` to `out`.
-    fn encode(&self, event: &EnrichedEvent, out: &mut Vec<u8>);
-    /// [`Encoder::encode`], taking pieces several formats write alike from `shared` (one per
-    /// event, given to every encoder of the event) instead of rendering them again.
-    fn encode_shared(&self, event: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
-        let _ = shared;
-        self.encode(event, out);
+    /// Appends the encoded record for `event` to `out`, taking pieces several formats write
+    /// alike from `shared` (one per event, given to every encoder of the event) instead of
+    /// rendering them again.
+    fn encode_shared(&self, event: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>);
+    /// Appends the encoded record for `event` to `out`, on its own.
+    fn encode(&self, event: &EnrichedEvent, out: &mut Vec<u8>) {
+        self.encode_shared(event, &Shared::default(), out);
     }
 }
 
@@ -107,11 +107,7 @@ impl Shared {
         self.message_json.get_or_init(|| {
             let parts = message_parts(event);
             let mut json = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 8);
-            json.push(b'"');
-            for part in parts {
-                crate::json_out::escape_into(&mut json, part);
-            }
-            json.push(b'"');
+            crate::json_out::string_of_parts(&mut json, &parts);
             json
         })
     }

@@ -139,10 +139,6 @@ impl Encoder for OcsfEncoder {
         "ocsf"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
-        self.encode_shared(enriched, &Shared::default(), out);
-    }
-
     fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let (activity_id, activity_name) = activity(&e.action);

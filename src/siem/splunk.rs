@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::escape::{json_string, write_epoch_seconds};
-use super::{actor_type, outcome, Encoder, Product};
+use super::{actor_type, outcome, Encoder, Product, Shared};
 use crate::model::EnrichedEvent;
 
 /// Settings of the Splunk encoder (`[siem.splunk]`).
@@ -133,7 +133,7 @@ impl Encoder for SplunkEncoder {
         "splunk"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
+    fn encode_shared(&self, enriched: &EnrichedEvent, _shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
         let parts = enriched.target_parts.as_ref();
         let dest = parts.map_or(e.target.as_str(), |t| t.cluster.as_str());

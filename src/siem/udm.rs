@@ -83,10 +83,6 @@ impl Encoder for UdmEncoder {
         "udm"
     }
 
-    fn encode(&self, enriched: &EnrichedEvent, out: &mut Vec<u8>) {
-        self.encode_shared(enriched, &Shared::default(), out);
-    }
-
     fn encode_shared(&self, enriched: &EnrichedEvent, shared: &Shared, out: &mut Vec<u8>) {
         if self.config.wrap_event {
             json_out::object(out, |wrapped| wrapped.object("udm", |event| self.event(enriched, shared, event)));
