@@ -34,7 +34,8 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Stop once every assigned partition is read to its end and every output acknowledged
-        /// (benchmarks, one-shot catch-up jobs).
+        /// (benchmarks, one-shot catch-up jobs). With several input topics, "every partition" is
+        /// every partition number: librdkafka reports the end of a partition without its topic.
         #[arg(long)]
         until_caught_up: bool,
     },

@@ -216,3 +216,54 @@ async fn unreachable_registry_is_transient() {
     let error = registry.fetch(1).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
 }
+
+/// `run --until-caught-up` (benchmarks, one-shot catch-up jobs) exits by itself once every
+/// partition is read to its end and every output acknowledged: all events formatted, offsets
+/// committed to the end. Many records per partition, so that the last ones arrive in the same
+/// fetch as the end-of-partition events (a run once waited forever when they did).
+#[tokio::test(flavor = "multi_thread")]
+async fn until_caught_up_stops_after_every_record_is_out() {
+    let raw = unique("raw");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    create_topics(&[&raw], 4).await;
+    let allowed = REFERENCE.lines().next().unwrap();
+    let events = 4_000;
+    let inputs: Vec<Input> = (0..events)
+        .map(|i| {
+            let trace = format!("tr-catch-up-{}", i % 97);
+            let value = allowed.replacen("tr-8f2c7a91-2b14-4e8e", &trace, 1);
+            assert_ne!(value, allowed, "the reference event names its trace");
+            input(i % 4, &trace, Some(value.as_bytes()))
+        })
+        .collect();
+    produce(&raw, &inputs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let log = dir.path().join("until-caught-up.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&config)
+        .env("AUDITFLOW_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 90 s after start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exited with {status}:\n{text}");
+    assert!(text.contains("Caught up with every assigned partition"), "{text}");
+    assert_eq!(read_all(&format!("{prefix}ecs")).len(), events as usize, "one ECS record per event");
+    assert_eq!(committed_total(&group, &raw, 4), i64::from(events), "offsets committed to the end of every partition");
+}

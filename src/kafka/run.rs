@@ -505,7 +505,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut catalog_tick = tokio::time::interval(Duration::from_millis(config.enrich.catalog_check_interval_ms.max(100)));
     let mut shutdown = std::pin::pin!(shutdown);
-    // Partitions read to their end (only reported with `until_caught_up`).
+    // Partition numbers read to their end (only reported with `until_caught_up`). librdkafka's
+    // end-of-partition event names the partition but not its topic, hence numbers, compared with
+    // the distinct numbers assigned.
     let mut at_end = std::collections::HashSet::new();
     let mut drain_then_stop = false;
     loop {
@@ -562,12 +564,17 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                             let record = source_record(&message);
                             runner.meters.received(&record.topic).increment(1);
                             at_end.remove(&record.partition);
+                            // More to read: wait for the ends again.
+                            drain_then_stop = false;
                             runner.backlog.push_back(record);
                         }
                         Err(KafkaError::PartitionEOF(partition)) => {
                             at_end.insert(partition);
-                            let assigned = runner.consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                            if options.until_caught_up && at_end.len() >= assigned && assigned > 0 && runner.backlog.is_empty() {
+                            // Whatever the backlog still holds is processed before stopping (the
+                            // check at the top of the loop): requiring an empty backlog here
+                            // missed the end when the last records arrived in the same burst as
+                            // the last end-of-partition event, and the run never stopped.
+                            if options.until_caught_up && at_end.len() >= assigned_partition_numbers(&runner.consumer) {
                                 drain_then_stop = true;
                             }
                             break;
@@ -1223,6 +1230,18 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
     missing.sort();
     missing.dedup();
     Ok(missing)
+}
+
+/// The distinct partition numbers assigned (over all topics); `usize::MAX` while nothing is
+/// assigned, so that "every partition read to its end" cannot hold then.
+fn assigned_partition_numbers(consumer: &StreamConsumer<RunContext>) -> usize {
+    let Ok(assignment) = consumer.assignment() else { return usize::MAX };
+    let numbers: std::collections::HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
+    if numbers.is_empty() {
+        usize::MAX
+    } else {
+        numbers.len()
+    }
 }
 
 fn source_record(message: &impl Message) -> SourceRecord {
