@@ -60,8 +60,8 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
     let [ts_raw, actor, action, artifact, policy, target, mode, trace, result] = fields;
 
     let (ts, ts_ms) = normalise_ts(ts_raw)?;
-    match actor.split_once(':') {
-        Some((kind, id)) if !kind.is_empty() && !id.is_empty() => {}
+    match crate::pipeline::enrich::first_byte(&actor, b':') {
+        Some(at) if at > 0 && at + 1 < actor.len() => {}
         _ => {
             return Err(Reject::new(
                 RejectCode::BadActor,

@@ -77,9 +77,13 @@ fn decode_flat(text: &str) -> Option<RawEvent> {
         let (value, next) = string(skip_ws(at + 1))?;
         match RawEvent::slot(key) {
             Some(index) if raw.canonical[index].is_none() => raw.canonical[index] = Some(FieldValue::Text(value.to_owned())),
-            None if !raw.extra.contains_key(key) => {
-                raw.extra.insert(key.to_owned(), Value::String(value.to_owned()));
-            }
+            // One hash of the key (`entry`), not two (`contains_key`, then `insert`).
+            None => match raw.extra.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(Value::String(value.to_owned()));
+                }
+                serde_json::map::Entry::Occupied(_) => return None,
+            },
             _ => return None,
         }
         at = skip_ws(next);
