@@ -60,7 +60,7 @@ pub fn validate(raw: RawEvent, settings: &ValidateSettings) -> Result<AuditEvent
     let [ts_raw, actor, action, artifact, policy, target, mode, trace, result] = fields;
 
     let (ts, ts_ms) = normalise_ts(ts_raw)?;
-    match crate::pipeline::enrich::first_byte(&actor, b':') {
+    match crate::scan::first(actor.as_bytes(), b':') {
         Some(at) if at > 0 && at + 1 < actor.len() => {}
         _ => {
             return Err(Reject::new(

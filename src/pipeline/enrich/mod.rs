@@ -11,6 +11,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::model::{AuditEvent, Decision, EnrichedEvent, Provenance, SourceRecord, TargetParts};
+use crate::scan;
 use catalog::PolicyCatalog;
 
 /// Severity on the 0–10 scale (CEF, LEEF, ECS), by decision.
@@ -72,8 +73,8 @@ impl Enricher {
 pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: &SeverityLadder) -> EnrichedEvent {
     // Byte searches: the separators are ASCII, so every split is at a character boundary, and on
     // these short fields a loop beats `str`'s pattern searchers (`docs/benchmarks.md`).
-    let (actor_kind, actor_id) = split_at_byte(&event.actor, first_byte(&event.actor, b':')).unwrap_or(("", &event.actor));
-    let (artifact_name, artifact_version) = match split_at_byte(&event.artifact, last_byte(&event.artifact, b'@')) {
+    let (actor_kind, actor_id) = split_at_byte(&event.actor, scan::first(event.actor.as_bytes(), b':')).unwrap_or(("", &event.actor));
+    let (artifact_name, artifact_version) = match split_at_byte(&event.artifact, scan::last(event.artifact.as_bytes(), b'@')) {
         Some((name, version)) => (name.to_owned(), Some(version.to_owned())),
         None => (event.artifact.clone(), None),
     };
@@ -94,18 +95,6 @@ pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: 
     }
 }
 
-/// The index of the first `byte` in `text`.
-#[inline]
-pub(crate) fn first_byte(text: &str, byte: u8) -> Option<usize> {
-    text.bytes().position(|b| b == byte)
-}
-
-/// The index of the last `byte` in `text`.
-#[inline]
-fn last_byte(text: &str, byte: u8) -> Option<usize> {
-    text.bytes().rposition(|b| b == byte)
-}
-
 /// `text` before and after the ASCII separator at `at`, without it.
 #[inline]
 fn split_at_byte(text: &str, at: Option<usize>) -> Option<(&str, &str)> {
@@ -114,11 +103,11 @@ fn split_at_byte(text: &str, at: Option<usize>) -> Option<(&str, &str)> {
 
 /// `provider:region:cluster`: exactly three `:`-separated parts (empty parts allowed).
 fn target_parts(target: &str) -> Option<TargetParts> {
-    let first = first_byte(target, b':')?;
+    let first = scan::first(target.as_bytes(), b':')?;
     let (provider, rest) = (&target[..first], &target[first + 1..]);
-    let second = first_byte(rest, b':')?;
+    let second = scan::first(rest.as_bytes(), b':')?;
     let (region, cluster) = (&rest[..second], &rest[second + 1..]);
-    if first_byte(cluster, b':').is_some() {
+    if scan::first(cluster.as_bytes(), b':').is_some() {
         return None;
     }
     Some(TargetParts { provider: provider.to_owned(), region: region.to_owned(), cluster: cluster.to_owned() })
@@ -159,8 +148,8 @@ mod tests {
         /// The byte splits cut where `str`'s splits do, on any text (multi-byte characters included).
         #[test]
         fn byte_splits_agree_with_str_splits(text in "[a-c:@é\\x{1F600}]{0,10}") {
-            proptest::prop_assert_eq!(split_at_byte(&text, first_byte(&text, b':')), text.split_once(':'));
-            proptest::prop_assert_eq!(split_at_byte(&text, last_byte(&text, b'@')), text.rsplit_once('@'));
+            proptest::prop_assert_eq!(split_at_byte(&text, scan::first(text.as_bytes(), b':')), text.split_once(':'));
+            proptest::prop_assert_eq!(split_at_byte(&text, scan::last(text.as_bytes(), b'@')), text.rsplit_once('@'));
             let parts: Vec<&str> = text.split(':').collect();
             let expected = (parts.len() == 3).then(|| (parts[0].to_owned(), parts[1].to_owned(), parts[2].to_owned()));
             proptest::prop_assert_eq!(target_parts(&text).map(|t| (t.provider, t.region, t.cluster)), expected);
