@@ -76,16 +76,9 @@ pub struct EnrichedEvent {
     pub event: AuditEvent,
     /// Deterministic id: UUIDv5 (URL namespace) over the canonical fields; see `enrich`.
     pub event_id: String,
-    /// The part of `actor` before the first `:` (`user`, `service`, ...).
-    pub actor_kind: String,
-    /// The part of `actor` after the first `:`.
-    pub actor_id: String,
-    /// `artifact` before its last `@` (the whole artifact when it has no `@`).
-    pub artifact_name: String,
-    /// `artifact` after its last `@`, when there is one.
-    pub artifact_version: Option<String>,
-    /// `provider`, `region` and `cluster` when `target` has exactly three `:`-separated parts.
-    pub target_parts: Option<TargetParts>,
+    /// Where `actor`, `artifact` and `target` split into the parts read through
+    /// [`EnrichedEvent::actor_kind`] and its siblings: byte offsets, not copies.
+    pub splits: Splits,
     /// Severity on the 0–10 scale shared by CEF, LEEF and ECS.
     pub severity: u8,
     /// Where the event came from.
@@ -95,6 +88,75 @@ pub struct EnrichedEvent {
     pub policy_meta: Option<Arc<PolicyMeta>>,
     /// True when a policy catalog is configured and does not know this policy.
     pub policy_unknown: bool,
+}
+
+/// The separator positions of an event's `actor` (first `:`), `artifact` (last `@`) and `target`
+/// (its two `:` when it has exactly three parts), as byte offsets into those fields. Computed
+/// once by `enrich`; the parts are read through [`EnrichedEvent`]'s accessors, which never copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Splits {
+    /// Offset of the first `:` in `actor`.
+    pub actor_colon: Option<u32>,
+    /// Offset of the last `@` in `artifact`.
+    pub artifact_at: Option<u32>,
+    /// Offsets of the two `:` in `target`, when it has exactly three parts.
+    pub target_colons: Option<(u32, u32)>,
+}
+
+impl Splits {
+    /// The separators of `event`'s fields.
+    pub fn of(event: &AuditEvent) -> Splits {
+        let at = |offset: Option<usize>| offset.and_then(|o| u32::try_from(o).ok());
+        let target = event.target.as_bytes();
+        let target_colons = crate::scan::first(target, b':').and_then(|first| {
+            let second = first + 1 + crate::scan::first(&target[first + 1..], b':')?;
+            crate::scan::first(&target[second + 1..], b':').is_none().then_some((first, second))
+        });
+        Splits {
+            actor_colon: at(crate::scan::first(event.actor.as_bytes(), b':')),
+            artifact_at: at(crate::scan::last(event.artifact.as_bytes(), b'@')),
+            target_colons: target_colons.and_then(|(a, b)| Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?))),
+        }
+    }
+}
+
+impl EnrichedEvent {
+    /// The part of `actor` before the first `:` (`user`, `service`, ...); empty without a `:`.
+    #[inline]
+    pub fn actor_kind(&self) -> &str {
+        let actor = &self.event.actor;
+        self.splits.actor_colon.and_then(|at| actor.get(..at as usize)).unwrap_or("")
+    }
+
+    /// The part of `actor` after the first `:` (the whole actor without one).
+    #[inline]
+    pub fn actor_id(&self) -> &str {
+        let actor = &self.event.actor;
+        self.splits.actor_colon.and_then(|at| actor.get(at as usize + 1..)).unwrap_or(actor)
+    }
+
+    /// `artifact` before its last `@` (the whole artifact when it has no `@`).
+    #[inline]
+    pub fn artifact_name(&self) -> &str {
+        let artifact = &self.event.artifact;
+        self.splits.artifact_at.and_then(|at| artifact.get(..at as usize)).unwrap_or(artifact)
+    }
+
+    /// `artifact` after its last `@`, when there is one.
+    #[inline]
+    pub fn artifact_version(&self) -> Option<&str> {
+        let artifact = &self.event.artifact;
+        self.splits.artifact_at.and_then(|at| artifact.get(at as usize + 1..))
+    }
+
+    /// `provider`, `region` and `cluster` when `target` has exactly three `:`-separated parts.
+    #[inline]
+    pub fn target_parts(&self) -> Option<TargetParts<'_>> {
+        let target = &self.event.target;
+        let (first, second) = self.splits.target_colons?;
+        let (first, second) = (first as usize, second as usize);
+        Some(TargetParts { provider: target.get(..first)?, region: target.get(first + 1..second)?, cluster: target.get(second + 1..)? })
+    }
 }
 
 /// What the policy catalog says about one policy.
@@ -110,15 +172,15 @@ pub struct PolicyMeta {
     pub compliance: Vec<String>,
 }
 
-/// The three parts of a `provider:region:cluster` target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetParts {
+/// The three parts of a `provider:region:cluster` target, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetParts<'a> {
     /// Cloud or platform provider, e.g. `aws`.
-    pub provider: String,
+    pub provider: &'a str,
     /// Region, e.g. `us-east-1`.
-    pub region: String,
+    pub region: &'a str,
     /// Cluster name, e.g. `cluster-prod-02`.
-    pub cluster: String,
+    pub cluster: &'a str,
 }
 
 /// Where an event was read from and when auditflow took it in.

@@ -49,24 +49,24 @@ struct Doc<'a> {
 }
 
 fn doc(e: &EnrichedEvent) -> Doc<'_> {
-    let t = e.target_parts.as_ref();
+    let t = e.target_parts();
     let meta = e.policy_meta.as_deref();
     Doc {
         event_id: &e.event_id,
         ts: &e.event.ts,
         ts_ms: e.event.ts_ms,
         actor: &e.event.actor,
-        actor_kind: &e.actor_kind,
-        actor_id: &e.actor_id,
+        actor_kind: e.actor_kind(),
+        actor_id: e.actor_id(),
         action: &e.event.action,
         artifact: &e.event.artifact,
-        artifact_name: &e.artifact_name,
-        artifact_version: e.artifact_version.as_deref(),
+        artifact_name: e.artifact_name(),
+        artifact_version: e.artifact_version(),
         policy: &e.event.policy,
         target: &e.event.target,
-        provider: t.map(|t| t.provider.as_str()),
-        region: t.map(|t| t.region.as_str()),
-        cluster: t.map(|t| t.cluster.as_str()),
+        provider: t.map(|t| t.provider),
+        region: t.map(|t| t.region),
+        cluster: t.map(|t| t.cluster),
         mode: &e.event.mode,
         trace: &e.event.trace,
         result: &e.event.result,

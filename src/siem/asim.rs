@@ -144,15 +144,15 @@ impl Encoder for AsimEncoder {
             Decision::Denied => ("Failure", Some("Deny"), None),
             Decision::Other => ("NA", None, Some(limit.cut(&e.result))),
         };
-        let service = enriched.actor_kind == "service";
-        let (username_type, user_type) = match enriched.actor_kind.as_str() {
+        let service = enriched.actor_kind() == "service";
+        let (username_type, user_type) = match enriched.actor_kind() {
             "user" if user_email(enriched).is_some() => ("UPN", "Regular"),
             "user" => ("Simple", "Regular"),
             "service" => ("Simple", "Application"),
             _ => ("Simple", "Other"),
         };
-        let other_kind = !matches!(enriched.actor_kind.as_str(), "user" | "service");
-        let parts = enriched.target_parts.as_ref();
+        let other_kind = !matches!(enriched.actor_kind(), "user" | "service");
+        let parts = enriched.target_parts();
         let event_type = event_type(&e.action);
         json_out::object(out, |row| {
             row.str("TimeGenerated", &e.ts);
@@ -185,21 +185,17 @@ impl Encoder for AsimEncoder {
             // The version is the object's new value only when the action changes the object.
             row.opt_str(
                 "NewValue",
-                enriched
-                    .artifact_version
-                    .as_deref()
-                    .filter(|_| matches!(event_type, "Install" | "Set" | "Create"))
-                    .map(|text| limit.cut(text)),
+                enriched.artifact_version().filter(|_| matches!(event_type, "Install" | "Set" | "Create")).map(|text| limit.cut(text)),
             );
-            row.str("ActorUsername", limit.cut(&enriched.actor_id));
+            row.str("ActorUsername", limit.cut(enriched.actor_id()));
             row.str("ActorUsernameType", username_type);
             row.str("ActorUserType", user_type);
-            row.opt_str("ActorOriginalUserType", other_kind.then(|| limit.cut(&enriched.actor_kind)));
-            row.opt_str("ActingAppName", service.then(|| limit.cut(&enriched.actor_id)));
+            row.opt_str("ActorOriginalUserType", other_kind.then(|| limit.cut(enriched.actor_kind())));
+            row.opt_str("ActingAppName", service.then(|| limit.cut(enriched.actor_id())));
             row.opt_str("ActingAppType", service.then_some("Service"));
-            row.str("TargetAppName", limit.cut(&enriched.artifact_name));
+            row.str("TargetAppName", limit.cut(enriched.artifact_name()));
             row.lit("TargetAppType", "Service");
-            row.opt_str("TargetHostname", parts.map(|p| limit.cut(&p.cluster)));
+            row.opt_str("TargetHostname", parts.map(|p| limit.cut(p.cluster)));
             row.str("RuleName", limit.cut(&e.policy));
             // `AdditionalFields`: what the audit schema has no column for. The whole object must
             // fit the value limit too: when the extras make it too long, they are left out.
@@ -210,8 +206,8 @@ impl Encoder for AsimEncoder {
                         o.str("TraceId", limit.cut(&e.trace));
                         o.str("PolicyMode", limit.cut(&e.mode));
                         if let Some(p) = parts {
-                            o.str("CloudProvider", limit.cut(&p.provider));
-                            o.str("CloudRegion", limit.cut(&p.region));
+                            o.str("CloudProvider", limit.cut(p.provider));
+                            o.str("CloudRegion", limit.cut(p.region));
                         }
                         o.str("Target", limit.cut(&e.target));
                         if !with_extra {
@@ -349,7 +345,7 @@ mod tests {
             prop_assert_eq!(s(&row["Operation"]), action.clone());
             prop_assert_eq!(s(&row["Object"]), artifact.clone());
             prop_assert_eq!(s(&row["RuleName"]), policy.clone());
-            prop_assert_eq!(s(&row["ActorUsername"]), event.actor_id.clone());
+            prop_assert_eq!(s(&row["ActorUsername"]), event.actor_id().to_owned());
             prop_assert_eq!(s(&row["AdditionalFields"]["Target"]), target.clone());
             prop_assert_eq!(s(&row["AdditionalFields"]["PolicyMode"]), mode.clone());
             prop_assert_eq!(s(&row["AdditionalFields"]["TraceId"]), trace.clone());

@@ -177,17 +177,17 @@ impl Encoder for CefEncoder {
         };
         ext(out, b" act=", act, ACT_MAX);
         ext(out, b" outcome=", outcome(e.decision), OUTCOME_MAX);
-        ext(out, b" suser=", &enriched.actor_id, STRING_MAX);
+        ext(out, b" suser=", enriched.actor_id(), STRING_MAX);
         ext(out, b" suid=", &e.actor, STRING_MAX);
-        if enriched.actor_kind == "service" {
-            ext(out, b" sourceServiceName=", &enriched.actor_id, STRING_MAX);
+        if enriched.actor_kind() == "service" {
+            ext(out, b" sourceServiceName=", enriched.actor_id(), STRING_MAX);
         }
         out.extend_from_slice(b" cat=");
         write_parts(out, &["/Runtime/", action_head, action_rest], STRING_MAX, cef_extension);
-        if let Some(parts) = &enriched.target_parts {
-            ext(out, b" dhost=", &parts.cluster, STRING_MAX);
+        if let Some(parts) = enriched.target_parts() {
+            ext(out, b" dhost=", parts.cluster, STRING_MAX);
         }
-        ext(out, b" destinationServiceName=", &enriched.artifact_name, STRING_MAX);
+        ext(out, b" destinationServiceName=", enriched.artifact_name(), STRING_MAX);
         ext(out, b" cs1Label=policy cs1=", &e.policy, CUSTOM_STRING_MAX);
         ext(out, b" cs2Label=artifact cs2=", &e.artifact, CUSTOM_STRING_MAX);
         ext(out, b" cs3Label=target cs3=", &e.target, CUSTOM_STRING_MAX);
@@ -477,17 +477,17 @@ mod tests {
                 ("rt".into(), e.ts_ms.to_string()),
                 ("act".into(), cut(act, 63)),
                 ("outcome".into(), status.into()),
-                ("suser".into(), cut(&event.actor_id, 1023)),
+                ("suser".into(), cut(event.actor_id(), 1023)),
                 ("suid".into(), cut(&e.actor, 1023)),
             ];
-            if event.actor_kind == "service" {
-                expected.push(("sourceServiceName".into(), cut(&event.actor_id, 1023)));
+            if event.actor_kind() == "service" {
+                expected.push(("sourceServiceName".into(), cut(event.actor_id(), 1023)));
             }
             expected.push(("cat".into(), cut(&format!("/Runtime/{}", capital(&e.action)), 1023)));
-            if let Some(parts) = &event.target_parts {
-                expected.push(("dhost".into(), cut(&parts.cluster, 1023)));
+            if let Some(parts) = event.target_parts() {
+                expected.push(("dhost".into(), cut(parts.cluster, 1023)));
             }
-            expected.push(("destinationServiceName".into(), cut(&event.artifact_name, 1023)));
+            expected.push(("destinationServiceName".into(), cut(event.artifact_name(), 1023)));
             for (n, (label, value)) in
                 [("policy", &e.policy), ("artifact", &e.artifact), ("target", &e.target), ("policyMode", &e.mode), ("traceId", &e.trace)]
                     .into_iter()

@@ -98,10 +98,10 @@ impl Encoder for EcsEncoder {
             });
             doc.object("user", |o| {
                 o.str("id", &e.actor);
-                o.str("name", &enriched.actor_id);
+                o.str("name", enriched.actor_id());
                 o.opt_str("email", user_email(enriched));
             });
-            doc.object("related", |o| o.str_array("user", [enriched.actor_id.as_str()]));
+            doc.object("related", |o| o.str_array("user", [enriched.actor_id()]));
             doc.object("rule", |o| {
                 o.str("name", &e.policy);
                 o.opt_str("description", meta.and_then(|m| m.description.as_deref()));
@@ -110,17 +110,17 @@ impl Encoder for EcsEncoder {
                 }
             });
             doc.object("trace", |o| o.str("id", &e.trace));
-            if let Some(t) = &enriched.target_parts {
+            if let Some(t) = enriched.target_parts() {
                 doc.object("cloud", |o| {
-                    o.str("provider", &t.provider);
-                    o.str("region", &t.region);
+                    o.str("provider", t.provider);
+                    o.str("region", t.region);
                 });
             }
             doc.object("orchestrator", |o| {
-                if let Some(t) = &enriched.target_parts {
-                    o.object("cluster", |c| c.str("name", &t.cluster));
+                if let Some(t) = enriched.target_parts() {
+                    o.object("cluster", |c| c.str("name", t.cluster));
                 }
-                o.object("resource", |r| r.str("name", &enriched.artifact_name));
+                o.object("resource", |r| r.str("name", enriched.artifact_name()));
             });
             doc.object("observer", |o| {
                 o.literal("vendor", &self.product.vendor);
@@ -137,7 +137,7 @@ impl Encoder for EcsEncoder {
                 o.str("actor", &e.actor);
                 o.lit("actor_type", actor_type(enriched));
                 o.str("artifact", &e.artifact);
-                o.opt_str("artifact_version", enriched.artifact_version.as_deref());
+                o.opt_str("artifact_version", enriched.artifact_version());
                 o.str("target", &e.target);
                 o.str("policy_mode", &e.mode);
                 o.str("result", &e.result);

@@ -72,7 +72,7 @@ impl fmt::Display for Message<'_> {
 
 /// `user.name` style email: the actor id when the actor kind is `user` and the id contains `@`.
 pub fn user_email(event: &EnrichedEvent) -> Option<&str> {
-    (event.actor_kind == "user" && event.actor_id.contains('@')).then_some(event.actor_id.as_str())
+    (event.actor_kind() == "user" && event.actor_id().contains('@')).then_some(event.actor_id())
 }
 
 /// Test helpers shared by the encoders' unit and property tests.

@@ -168,11 +168,11 @@ impl Encoder for LeefEncoder {
         attr(out, b"\tcat=", &e.result);
         out.extend_from_slice(b"\tsev=");
         write_i64(out, i64::from(enriched.severity.clamp(1, 10)));
-        attr(out, b"\tusrName=", truncate_utf8(&enriched.actor_id, NAME_MAX));
+        attr(out, b"\tusrName=", truncate_utf8(enriched.actor_id(), NAME_MAX));
         attr(out, b"\taccountName=", truncate_utf8(&e.actor, NAME_MAX));
         attr(out, b"\tpolicy=", &e.policy);
-        if let Some(parts) = &enriched.target_parts {
-            attr(out, b"\tresource=", &parts.cluster);
+        if let Some(parts) = enriched.target_parts() {
+            attr(out, b"\tresource=", parts.cluster);
         }
         attr(out, b"\tdecision=", &e.result);
         if let Some(reason) = &e.reason {
@@ -180,8 +180,8 @@ impl Encoder for LeefEncoder {
         }
         attr(out, b"\tartifact=", &e.artifact);
         attr(out, b"\ttarget=", &e.target);
-        if let Some(parts) = &enriched.target_parts {
-            attr(out, b"\tcloudRegion=", &parts.region);
+        if let Some(parts) = enriched.target_parts() {
+            attr(out, b"\tcloudRegion=", parts.region);
         }
         attr(out, b"\tpolicyMode=", &e.mode);
         attr(out, b"\ttraceId=", &e.trace);
@@ -353,11 +353,11 @@ mod tests {
             }
             push("cat", clean(&e.result));
             push("sev", event.severity.clamp(1, 10).to_string());
-            push("usrName", clean(&cut(&event.actor_id, 255)));
+            push("usrName", clean(&cut(event.actor_id(), 255)));
             push("accountName", clean(&cut(&e.actor, 255)));
             push("policy", clean(&e.policy));
-            if let Some(parts) = &event.target_parts {
-                push("resource", clean(&parts.cluster));
+            if let Some(parts) = event.target_parts() {
+                push("resource", clean(parts.cluster));
             }
             push("decision", clean(&e.result));
             if let Some(reason) = &e.reason {
@@ -365,8 +365,8 @@ mod tests {
             }
             push("artifact", clean(&e.artifact));
             push("target", clean(&e.target));
-            if let Some(parts) = &event.target_parts {
-                push("cloudRegion", clean(&parts.region));
+            if let Some(parts) = event.target_parts() {
+                push("cloudRegion", clean(parts.region));
             }
             push("policyMode", clean(&e.mode));
             push("traceId", clean(&e.trace));

@@ -136,7 +136,7 @@ pub fn ecs_event_type(action: &str) -> &'static str {
 
 /// `user`, `service`, or `other`: the actor kinds every format distinguishes.
 pub fn actor_type(event: &EnrichedEvent) -> &'static str {
-    match event.actor_kind.as_str() {
+    match event.actor_kind() {
         "user" => "user",
         "service" => "service",
         _ => "other",

@@ -149,8 +149,8 @@ impl Encoder for OcsfEncoder {
             // Neither allowed nor denied: OCSF's `99` captions carry the source's own value.
             Decision::Other => (0, "Unknown", 99, e.result.as_str(), 99, e.result.as_str()),
         };
-        let service = (enriched.actor_kind == "service").then_some(enriched.actor_id.as_str());
-        let (type_id, user_type) = match enriched.actor_kind.as_str() {
+        let service = (enriched.actor_kind() == "service").then_some(enriched.actor_id());
+        let (type_id, user_type) = match enriched.actor_kind() {
             "user" => (1, "User"),
             "service" => (4, "Service"),
             other => (99, other),
@@ -158,7 +158,7 @@ impl Encoder for OcsfEncoder {
         let src_ip = extra_str(&e.extra, "src_ip").filter(|ip| ip.parse::<IpAddr>().is_ok());
         let src_host = extra_str(&e.extra, "src_host");
         let known_source = src_ip.is_some() || src_host.is_some() || service.is_some();
-        let parts = enriched.target_parts.as_ref();
+        let parts = enriched.target_parts();
         json_out::object(out, |doc| {
             doc.int("class_uid", i64::from(CLASS_UID));
             doc.lit("class_name", "API Activity");
@@ -198,7 +198,7 @@ impl Encoder for OcsfEncoder {
             });
             doc.object("actor", |o| {
                 o.object("user", |u| {
-                    u.str("name", &enriched.actor_id);
+                    u.str("name", enriched.actor_id());
                     u.str("uid", &e.actor);
                     u.opt_str("email_addr", user_email(enriched));
                     u.int("type_id", type_id);
@@ -218,21 +218,21 @@ impl Encoder for OcsfEncoder {
                 o.opt_str("name", (!known_source).then_some(self.config.unknown_source_name.as_str()));
             });
             if let Some(t) = parts {
-                doc.object("dst_endpoint", |o| o.str("name", &t.cluster));
+                doc.object("dst_endpoint", |o| o.str("name", t.cluster));
             }
             doc.object_array_of_one("resources", |o| {
                 o.str("uid", &e.artifact);
-                o.str("name", &enriched.artifact_name);
-                o.opt_str("version", enriched.artifact_version.as_deref());
+                o.str("name", enriched.artifact_name());
+                o.opt_str("version", enriched.artifact_version());
                 o.lit("type", "artifact");
                 o.int("role_id", 1);
                 o.lit("role", "Target");
-                o.opt_str("region", parts.map(|t| t.region.as_str()));
+                o.opt_str("region", parts.map(|t| t.region));
             });
             if let Some(t) = parts {
                 doc.object("cloud", |o| {
-                    o.str("provider", provider(&t.provider));
-                    o.str("region", &t.region);
+                    o.str("provider", provider(t.provider));
+                    o.str("region", t.region);
                 });
             }
             doc.object("policy", |o| {

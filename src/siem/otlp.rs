@@ -259,8 +259,8 @@ impl Encoder for OtlpEncoder {
         let k = &self.keys;
         let (severity_number, severity_text) = severity(enriched.severity);
         let context = trace_context(&e.trace);
-        let parts = enriched.target_parts.as_ref();
-        let user = enriched.actor_kind == "user";
+        let parts = enriched.target_parts();
+        let user = enriched.actor_kind() == "user";
         // The record's attributes in the order of the worked examples; `<prefix>.trace_id` comes
         // after the fixed attributes and before the extras.
         let fixed: [Option<(&Literal, &str)>; 16] = [
@@ -270,16 +270,16 @@ impl Encoder for OtlpEncoder {
             e.reason.as_deref().map(|reason| (&k.reason, reason)),
             Some((&k.actor, &e.actor)),
             Some((&k.actor_type, super::actor_type(enriched))),
-            user.then_some((&k.user_name, enriched.actor_id.as_str())),
+            user.then_some((&k.user_name, enriched.actor_id())),
             user_email(enriched).map(|email| (&k.user_email, email)),
             Some((&k.artifact, &e.artifact)),
-            enriched.artifact_version.as_deref().map(|version| (&k.artifact_version, version)),
+            enriched.artifact_version().map(|version| (&k.artifact_version, version)),
             Some((&k.rule_name, &e.policy)),
             Some((&k.policy_mode, &e.mode)),
             Some((&k.target, &e.target)),
-            parts.map(|t| (&k.cloud_provider, t.provider.as_str())),
-            parts.map(|t| (&k.cloud_region, t.region.as_str())),
-            parts.filter(|_| self.config.kubernetes_targets).map(|t| (&k.cluster_name, t.cluster.as_str())),
+            parts.map(|t| (&k.cloud_provider, t.provider)),
+            parts.map(|t| (&k.cloud_region, t.region)),
+            parts.filter(|_| self.config.kubernetes_targets).map(|t| (&k.cluster_name, t.cluster)),
         ];
         json_out::object(out, |request| {
             request.object_array_of_one("resourceLogs", |logs| {

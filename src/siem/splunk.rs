@@ -135,8 +135,8 @@ impl Encoder for SplunkEncoder {
 
     fn encode_shared(&self, enriched: &EnrichedEvent, _shared: &Shared, out: &mut Vec<u8>) {
         let e = &enriched.event;
-        let parts = enriched.target_parts.as_ref();
-        let dest = parts.map_or(e.target.as_str(), |t| t.cluster.as_str());
+        let parts = enriched.target_parts();
+        let dest = parts.map_or(e.target.as_str(), |t| t.cluster);
         out.extend_from_slice(b"{\"time\":");
         write_epoch_seconds(out, e.ts_ms);
         out.extend_from_slice(b",\"host\":");
@@ -149,7 +149,7 @@ impl Encoder for SplunkEncoder {
         field(out, b",\"event_id\":", &enriched.event_id);
         field(out, b",\"actor\":", &e.actor);
         field(out, b",\"actor_type\":", actor_type(enriched));
-        field(out, b",\"user\":", &enriched.actor_id);
+        field(out, b",\"user\":", enriched.actor_id());
         field(out, b",\"action\":", &e.action);
         field(out, b",\"result\":", &e.result);
         field(out, b",\"status\":", outcome(e.decision));
@@ -157,16 +157,16 @@ impl Encoder for SplunkEncoder {
             field(out, b",\"reason\":", reason);
         }
         field(out, b",\"artifact\":", &e.artifact);
-        field(out, b",\"artifact_name\":", &enriched.artifact_name);
-        if let Some(version) = &enriched.artifact_version {
+        field(out, b",\"artifact_name\":", enriched.artifact_name());
+        if let Some(version) = enriched.artifact_version() {
             field(out, b",\"artifact_version\":", version);
         }
         field(out, b",\"policy\":", &e.policy);
         field(out, b",\"mode\":", &e.mode);
         field(out, b",\"target\":", &e.target);
         if let Some(t) = parts {
-            field(out, b",\"cloud_provider\":", &t.provider);
-            field(out, b",\"cloud_region\":", &t.region);
+            field(out, b",\"cloud_provider\":", t.provider);
+            field(out, b",\"cloud_region\":", t.region);
         }
         field(out, b",\"dest\":", dest);
         field(out, b",\"trace\":", &e.trace);
@@ -301,19 +301,19 @@ mod tests {
             prop_assert_eq!(sign * magnitude, event.event.ts_ms as i128);
 
             let e = &event.event;
-            let expected_host = host.as_deref().unwrap_or(event.target_parts.as_ref().map_or(e.target.as_str(), |t| &t.cluster));
+            let expected_host = host.as_deref().unwrap_or(event.target_parts().map_or(e.target.as_str(), |t| t.cluster));
             prop_assert_eq!(&envelope["host"], expected_host);
             let body = envelope["event"].as_object().unwrap();
             for (key, expected) in [
-                ("ts", &e.ts), ("event_id", &event.event_id), ("actor", &e.actor), ("user", &event.actor_id),
+                ("ts", e.ts.as_str()), ("event_id", &event.event_id), ("actor", &e.actor), ("user", event.actor_id()),
                 ("action", &e.action), ("result", &e.result), ("artifact", &e.artifact),
-                ("artifact_name", &event.artifact_name), ("policy", &e.policy), ("mode", &e.mode),
+                ("artifact_name", event.artifact_name()), ("policy", &e.policy), ("mode", &e.mode),
                 ("target", &e.target), ("trace", &e.trace),
             ] {
-                prop_assert_eq!(&body[key], expected.as_str(), "{}", key);
+                prop_assert_eq!(&body[key], expected, "{}", key);
             }
             prop_assert_eq!(body.get("reason").and_then(Value::as_str), e.reason.as_deref());
-            prop_assert_eq!(body.get("artifact_version").and_then(Value::as_str), event.artifact_version.as_deref());
+            prop_assert_eq!(body.get("artifact_version").and_then(Value::as_str), event.artifact_version());
             let expected_extra = (!e.extra.is_empty()).then(|| Value::Object(e.extra.clone()));
             prop_assert_eq!(body.get("extra"), expected_extra.as_ref());
             let fields = envelope["fields"].as_object().unwrap();

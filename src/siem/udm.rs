@@ -96,8 +96,8 @@ impl UdmEncoder {
     /// The fields of one UDM event.
     fn event(&self, enriched: &EnrichedEvent, shared: &Shared, doc: &mut Object<'_>) {
         let e = &enriched.event;
-        let service = enriched.actor_kind == "service";
-        let parts = enriched.target_parts.as_ref();
+        let service = enriched.actor_kind() == "service";
+        let parts = enriched.target_parts();
         let (action, action_details) = match e.decision {
             Decision::Allowed => ("ALLOW", None),
             Decision::Denied => ("BLOCK", None),
@@ -115,7 +115,7 @@ impl UdmEncoder {
         });
         doc.object("principal", |o| {
             o.object("user", |u| {
-                u.str("userid", &enriched.actor_id);
+                u.str("userid", enriched.actor_id());
                 if let Some(email) = user_email(enriched) {
                     u.str_array("emailAddresses", [email]);
                 }
@@ -123,16 +123,16 @@ impl UdmEncoder {
                     u.lit("accountType", "SERVICE_ACCOUNT_TYPE");
                 }
             });
-            o.opt_str("application", service.then_some(enriched.actor_id.as_str()));
+            o.opt_str("application", service.then_some(enriched.actor_id()));
         });
         doc.object("target", |o| {
-            o.str("application", &enriched.artifact_name);
+            o.str("application", enriched.artifact_name());
             o.object("resource", |r| {
-                r.str("name", &enriched.artifact_name);
+                r.str("name", enriched.artifact_name());
                 r.str("productObjectId", &e.artifact);
                 r.lit("resourceType", "SERVICE");
                 r.lit("resourceSubtype", "artifact");
-                if let Some(version) = enriched.artifact_version.as_deref() {
+                if let Some(version) = enriched.artifact_version() {
                     r.object("attribute", |a| {
                         a.object_array_of_one("labels", |l| {
                             l.lit("key", "version");
@@ -143,13 +143,13 @@ impl UdmEncoder {
             });
             if let Some(t) = parts {
                 o.object_array_of_one("resourceAncestors", |a| {
-                    a.str("name", &t.cluster);
+                    a.str("name", t.cluster);
                     a.lit("resourceType", "CLUSTER");
                 });
-                if let Some(environment) = cloud_environment(&t.provider) {
+                if let Some(environment) = cloud_environment(t.provider) {
                     o.object("cloud", |c| c.lit("environment", environment));
                 }
-                o.object("location", |l| l.str("name", &t.region));
+                o.object("location", |l| l.str("name", t.region));
             }
         });
         doc.object_array_of_one("securityResult", |o| {
@@ -268,7 +268,7 @@ mod tests {
                 prop_assert!(!key.contains('_') && key.starts_with(|c: char| c.is_ascii_lowercase()), "{}", key);
             }
             let s = |v: &Value| v.as_str().unwrap().to_owned();
-            prop_assert_eq!(s(&v["principal"]["user"]["userid"]), event.actor_id.clone());
+            prop_assert_eq!(s(&v["principal"]["user"]["userid"]), event.actor_id().to_owned());
             prop_assert_eq!(s(&v["target"]["resource"]["productObjectId"]), artifact.clone());
             prop_assert_eq!(s(&v["securityResult"][0]["ruleName"]), policy.clone());
             prop_assert_eq!(s(&v["securityResult"][0]["ruleType"]), mode.clone());

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::model::{AuditEvent, Decision, EnrichedEvent, Provenance, SourceRecord, TargetParts};
-use crate::scan;
+use crate::model::{AuditEvent, Decision, EnrichedEvent, Provenance, SourceRecord, Splits};
 use catalog::PolicyCatalog;
 
 /// Severity on the 0–10 scale (CEF, LEEF, ECS), by decision.
@@ -71,46 +70,17 @@ impl Enricher {
 
 /// Enriches a validated event with no policy catalog: the ladder's severity, no policy metadata.
 pub fn enrich(event: AuditEvent, source: &SourceRecord, ingest_ms: i64, ladder: &SeverityLadder) -> EnrichedEvent {
-    // Byte searches: the separators are ASCII, so every split is at a character boundary, and on
-    // these short fields a loop beats `str`'s pattern searchers (`docs/benchmarks.md`).
-    let (actor_kind, actor_id) = split_at_byte(&event.actor, scan::first(event.actor.as_bytes(), b':')).unwrap_or(("", &event.actor));
-    let (artifact_name, artifact_version) = match split_at_byte(&event.artifact, scan::last(event.artifact.as_bytes(), b'@')) {
-        Some((name, version)) => (name.to_owned(), Some(version.to_owned())),
-        None => (event.artifact.clone(), None),
-    };
-    let target_parts = target_parts(&event.target);
     let severity = ladder.severity(event.decision, &event.mode, None);
     EnrichedEvent {
         event_id: event_id(&event),
-        actor_kind: actor_kind.to_owned(),
-        actor_id: actor_id.to_owned(),
-        artifact_name,
-        artifact_version,
-        target_parts,
+        // Byte offsets of the separators: the parts are read in place, never copied.
+        splits: Splits::of(&event),
         severity,
         provenance: Provenance { topic: source.topic.clone(), partition: source.partition, offset: source.offset, ingest_ms },
         policy_meta: None,
         policy_unknown: false,
         event,
     }
-}
-
-/// `text` before and after the ASCII separator at `at`, without it.
-#[inline]
-fn split_at_byte(text: &str, at: Option<usize>) -> Option<(&str, &str)> {
-    at.map(|at| (&text[..at], &text[at + 1..]))
-}
-
-/// `provider:region:cluster`: exactly three `:`-separated parts (empty parts allowed).
-fn target_parts(target: &str) -> Option<TargetParts> {
-    let first = scan::first(target.as_bytes(), b':')?;
-    let (provider, rest) = (&target[..first], &target[first + 1..]);
-    let second = scan::first(rest.as_bytes(), b':')?;
-    let (region, cluster) = (&rest[..second], &rest[second + 1..]);
-    if scan::first(cluster.as_bytes(), b':').is_some() {
-        return None;
-    }
-    Some(TargetParts { provider: provider.to_owned(), region: region.to_owned(), cluster: cluster.to_owned() })
 }
 
 /// UUIDv5 in the URL namespace over `ts|actor|action|artifact|policy|target|trace|result`, with
@@ -145,14 +115,24 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The byte splits cut where `str`'s splits do, on any text (multi-byte characters included).
+        /// The parts read through the stored separator offsets are those `str`'s splits give, on
+        /// any text (multi-byte characters included).
         #[test]
-        fn byte_splits_agree_with_str_splits(text in "[a-c:@é\\x{1F600}]{0,10}") {
-            proptest::prop_assert_eq!(split_at_byte(&text, scan::first(text.as_bytes(), b':')), text.split_once(':'));
-            proptest::prop_assert_eq!(split_at_byte(&text, scan::last(text.as_bytes(), b'@')), text.rsplit_once('@'));
+        fn parts_agree_with_str_splits(text in "[a-c:@é\\x{1F600}]{0,10}") {
+            let valid = r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"user:a","action":"deploy","artifact":"svc@1","policy":"p","target":"a:b:c","mode":"fixed","trace":"t","result":"allowed"}"#;
+            let mut e = event(valid);
+            (e.actor, e.artifact, e.target) = (text.clone(), text.clone(), text.clone());
+            let e = enrich(e, &SourceRecord::default(), 0, &SeverityLadder::default());
+            let (kind, id) = text.split_once(':').unwrap_or(("", &text));
+            proptest::prop_assert_eq!((e.actor_kind(), e.actor_id()), (kind, id));
+            let (name, version) = match text.rsplit_once('@') {
+                Some((name, version)) => (name, Some(version)),
+                None => (text.as_str(), None),
+            };
+            proptest::prop_assert_eq!((e.artifact_name(), e.artifact_version()), (name, version));
             let parts: Vec<&str> = text.split(':').collect();
-            let expected = (parts.len() == 3).then(|| (parts[0].to_owned(), parts[1].to_owned(), parts[2].to_owned()));
-            proptest::prop_assert_eq!(target_parts(&text).map(|t| (t.provider, t.region, t.cluster)), expected);
+            let expected = (parts.len() == 3).then(|| (parts[0], parts[1], parts[2]));
+            proptest::prop_assert_eq!(e.target_parts().map(|t| (t.provider, t.region, t.cluster)), expected);
         }
     }
 
@@ -199,10 +179,10 @@ mod tests {
             r#"{"ts":"2026-03-14T09:26:53.120Z","actor":"service:a:b","action":"x","artifact":"pkg@scope@1.0","policy":"p","target":"onprem:dc1","mode":"fixed","trace":"t","result":"denied"}"#,
         );
         let enriched = enrich(e, &SourceRecord::default(), 0, &SeverityLadder::default());
-        assert_eq!((enriched.actor_kind.as_str(), enriched.actor_id.as_str()), ("service", "a:b"));
-        assert_eq!(enriched.artifact_name, "pkg@scope");
-        assert_eq!(enriched.artifact_version.as_deref(), Some("1.0"));
-        assert_eq!(enriched.target_parts, None);
+        assert_eq!((enriched.actor_kind(), enriched.actor_id()), ("service", "a:b"));
+        assert_eq!(enriched.artifact_name(), "pkg@scope");
+        assert_eq!(enriched.artifact_version(), Some("1.0"));
+        assert_eq!(enriched.target_parts(), None);
         assert_eq!(enriched.severity, 6);
     }
 }

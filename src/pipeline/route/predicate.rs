@@ -118,7 +118,7 @@ impl Field {
     }
 
     fn get(self, e: &EnrichedEvent) -> &str {
-        let t = e.target_parts.as_ref();
+        let t = e.target_parts();
         match self {
             Field::Ts => &e.event.ts,
             Field::Actor => &e.event.actor,
@@ -130,13 +130,13 @@ impl Field {
             Field::Trace => &e.event.trace,
             Field::Result => &e.event.result,
             Field::Reason => e.event.reason.as_deref().unwrap_or(""),
-            Field::ActorKind => &e.actor_kind,
-            Field::ActorId => &e.actor_id,
-            Field::ArtifactName => &e.artifact_name,
-            Field::ArtifactVersion => e.artifact_version.as_deref().unwrap_or(""),
-            Field::Provider => t.map_or("", |t| t.provider.as_str()),
-            Field::Region => t.map_or("", |t| t.region.as_str()),
-            Field::Cluster => t.map_or("", |t| t.cluster.as_str()),
+            Field::ActorKind => e.actor_kind(),
+            Field::ActorId => e.actor_id(),
+            Field::ArtifactName => e.artifact_name(),
+            Field::ArtifactVersion => e.artifact_version().unwrap_or(""),
+            Field::Provider => t.map_or("", |t| t.provider),
+            Field::Region => t.map_or("", |t| t.region),
+            Field::Cluster => t.map_or("", |t| t.cluster),
         }
     }
 }
