@@ -168,7 +168,8 @@ async fn restart_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>,
     // one CI run in this project's sixth session sat outside the group for three minutes). The
     // librdkafka default, 45 s, outlasts the restart, as production settings should
     // (`docs/operations.md`, "Broker outages").
-    let text = std::fs::read_to_string(&s.config).unwrap().replace("\"session.timeout.ms\" = \"6000\"", "\"session.timeout.ms\" = \"45000\"");
+    let text =
+        std::fs::read_to_string(&s.config).unwrap().replace("\"session.timeout.ms\" = \"6000\"", "\"session.timeout.ms\" = \"45000\"");
     assert!(text.contains("\"session.timeout.ms\" = \"45000\""), "the test config sets the session timeout");
     std::fs::write(&s.config, text).unwrap();
     let count = 3000;
