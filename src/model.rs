@@ -106,16 +106,17 @@ pub struct Splits {
 impl Splits {
     /// The separators of `event`'s fields.
     pub fn of(event: &AuditEvent) -> Splits {
-        let at = |offset: Option<usize>| offset.and_then(|o| u32::try_from(o).ok());
+        use crate::scan::{first, last};
+        let offset = |at: usize| u32::try_from(at).ok();
         let target = event.target.as_bytes();
-        let target_colons = crate::scan::first(target, b':').and_then(|first| {
-            let second = first + 1 + crate::scan::first(&target[first + 1..], b':')?;
-            crate::scan::first(&target[second + 1..], b':').is_none().then_some((first, second))
+        let target_colons = first(target, b':').and_then(|one| {
+            let two = one + 1 + first(&target[one + 1..], b':')?;
+            first(&target[two + 1..], b':').is_none().then_some((offset(one)?, offset(two)?))
         });
         Splits {
-            actor_colon: at(crate::scan::first(event.actor.as_bytes(), b':')),
-            artifact_at: at(crate::scan::last(event.artifact.as_bytes(), b'@')),
-            target_colons: target_colons.and_then(|(a, b)| Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?))),
+            actor_colon: first(event.actor.as_bytes(), b':').and_then(offset),
+            artifact_at: last(event.artifact.as_bytes(), b'@').and_then(offset),
+            target_colons,
         }
     }
 }

@@ -1236,7 +1236,7 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
 /// assigned, so that "every partition read to its end" cannot hold then.
 fn assigned_partition_numbers(consumer: &StreamConsumer<RunContext>) -> usize {
     let Ok(assignment) = consumer.assignment() else { return usize::MAX };
-    let numbers: std::collections::HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
+    let numbers: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
     if numbers.is_empty() {
         usize::MAX
     } else {

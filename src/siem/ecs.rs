@@ -110,14 +110,15 @@ impl Encoder for EcsEncoder {
                 }
             });
             doc.object("trace", |o| o.str("id", &e.trace));
-            if let Some(t) = enriched.target_parts() {
+            let target = enriched.target_parts();
+            if let Some(t) = target {
                 doc.object("cloud", |o| {
                     o.str("provider", t.provider);
                     o.str("region", t.region);
                 });
             }
             doc.object("orchestrator", |o| {
-                if let Some(t) = enriched.target_parts() {
+                if let Some(t) = target {
                     o.object("cluster", |c| c.str("name", t.cluster));
                 }
                 o.object("resource", |r| r.str("name", enriched.artifact_name()));

@@ -171,7 +171,8 @@ impl Encoder for LeefEncoder {
         attr(out, b"\tusrName=", truncate_utf8(enriched.actor_id(), NAME_MAX));
         attr(out, b"\taccountName=", truncate_utf8(&e.actor, NAME_MAX));
         attr(out, b"\tpolicy=", &e.policy);
-        if let Some(parts) = enriched.target_parts() {
+        let target = enriched.target_parts();
+        if let Some(parts) = target {
             attr(out, b"\tresource=", parts.cluster);
         }
         attr(out, b"\tdecision=", &e.result);
@@ -180,7 +181,7 @@ impl Encoder for LeefEncoder {
         }
         attr(out, b"\tartifact=", &e.artifact);
         attr(out, b"\ttarget=", &e.target);
-        if let Some(parts) = enriched.target_parts() {
+        if let Some(parts) = target {
             attr(out, b"\tcloudRegion=", parts.region);
         }
         attr(out, b"\tpolicyMode=", &e.mode);
