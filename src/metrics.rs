@@ -32,6 +32,7 @@ pub struct Health {
     joined: AtomicBool,
     assigned: AtomicI64,
     producer_failed: AtomicBool,
+    group_stuck: AtomicBool,
 }
 
 impl Default for Health {
@@ -41,6 +42,7 @@ impl Default for Health {
             joined: AtomicBool::new(false),
             assigned: AtomicI64::new(0),
             producer_failed: AtomicBool::new(false),
+            group_stuck: AtomicBool::new(false),
         }
     }
 }
@@ -67,15 +69,25 @@ impl Health {
         self.producer_failed.store(true, Ordering::Relaxed);
     }
 
-    fn live(&self) -> bool {
-        now_ms() - self.heartbeat_ms.load(Ordering::Relaxed) < STALL_AFTER.as_millis() as i64
+    /// The consumer is stuck outside its group (the group watchdog tripped); the run stops.
+    pub fn group_stuck(&self) {
+        self.group_stuck.store(true, Ordering::Relaxed);
+    }
+
+    /// `Ok` while the process is alive and useful, else why not.
+    pub fn live(&self) -> Result<(), &'static str> {
+        if self.group_stuck.load(Ordering::Relaxed) {
+            return Err("consumer stuck outside its group");
+        }
+        if now_ms() - self.heartbeat_ms.load(Ordering::Relaxed) >= STALL_AFTER.as_millis() as i64 {
+            return Err("run loop stalled");
+        }
+        Ok(())
     }
 
     /// `Ok` when ready to process, else why not.
     pub fn ready(&self) -> Result<(), &'static str> {
-        if !self.live() {
-            return Err("run loop stalled");
-        }
+        self.live()?;
         if self.producer_failed.load(Ordering::Relaxed) {
             return Err("producer failed");
         }
@@ -117,8 +129,10 @@ pub async fn serve(listen: &str, handle: PrometheusHandle, health: Arc<Health>) 
 fn respond(path: &str, handle: &PrometheusHandle, health: &Health) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, handle.render()),
-        "/health" if health.live() => (StatusCode::OK, "ok\n".to_owned()),
-        "/health" => (StatusCode::SERVICE_UNAVAILABLE, "run loop stalled\n".to_owned()),
+        "/health" => match health.live() {
+            Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        },
         "/ready" => match health.ready() {
             Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
             Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
@@ -128,4 +142,20 @@ fn respond(path: &str, handle: &PrometheusHandle, health: &Health) -> Response<F
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_group_fails_both_health_and_readiness() {
+        let health = Health::default();
+        assert_eq!(health.ready(), Err("consumer group not joined yet"));
+        health.assigned(2);
+        assert_eq!((health.live(), health.ready()), (Ok(()), Ok(())));
+        health.group_stuck();
+        assert_eq!(health.live(), Err("consumer stuck outside its group"));
+        assert_eq!(health.ready(), Err("consumer stuck outside its group"));
+    }
 }

@@ -203,6 +203,112 @@ async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() 
     assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
 }
 
+/// An outage longer than the group session, as production meets it: the broker restarts while
+/// auditflow runs with the tests' 6 s session, so the session expires and librdkafka must rejoin,
+/// which it sometimes never does (its issue #2944). The test plays the supervisor: whenever the
+/// group watchdog (20 s here) stops auditflow, it starts it again. Either way every event is out
+/// and committed in the end; the test reports which way it went.
+#[tokio::test(flavor = "multi_thread")]
+async fn exclusive_outage_longer_than_the_session_ends_in_a_rejoin_or_a_restart() {
+    let s = scenario(2).await;
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("[kafka.consumer_properties]\n", "group_stuck_timeout_ms = 20000\n[kafka.consumer_properties]\n");
+    assert!(text.contains("group_stuck_timeout_ms") && text.contains("\"session.timeout.ms\" = \"6000\""), "the test config changed shape");
+    std::fs::write(&s.config, text).unwrap();
+    let count = 3000;
+    let (ids, _) = publish_events(&s.raw, count, 16, 2).await;
+    let mut app = Auditflow::start(&s.config);
+    await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
+    let outage = std::time::Instant::now();
+    stack(&["restart", "kafka"]);
+    let outage = outage.elapsed();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut restarts = 0;
+    loop {
+        if let Some(status) = app.exited() {
+            let log = std::fs::read_to_string(&app.log).unwrap_or_default();
+            assert_eq!(status.code(), Some(1), "only the watchdog may stop the run:\n{log}");
+            assert!(log.contains("no steady membership for"), "{log}");
+            restarts += 1;
+            app = Auditflow::start(&s.config);
+        }
+        if try_committed(&s.group, &s.raw, 2).is_ok_and(|c| c.iter().map(|(_, o)| o).sum::<i64>() == count as i64) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not committed to the end within 240 s ({restarts} watchdog restarts)");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    let seen = ecs_ids(&s.ecs);
+    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    eprintln!("outage of {:.1} s against a 6 s session: {restarts} watchdog restart(s)", outage.as_secs_f64());
+}
+
+/// The group watchdog. A peer joins the group with eager rebalancing, takes every partition, and
+/// stops polling: when auditflow joins, the broker holds the rebalance open until the peer
+/// rejoins, which it cannot do without polling (up to its `max.poll.interval.ms`, 60 s). auditflow
+/// stays outside the group with the broker answering, as after librdkafka's failed rejoin (its
+/// issue #2944), and its 8 s watchdog stops the run: exit code 1, the error in one line, nothing
+/// committed. Started again once the peer is gone, it processes every event.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_stuck_outside_its_group_stops_for_a_restart_and_loses_nothing() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let s = scenario(2).await;
+    let count = 300;
+    let (ids, _) = publish_events(&s.raw, count, 17, 2).await;
+    let group = s.group.clone();
+    let raw = s.raw.clone();
+    let peer = tokio::task::spawn_blocking(move || {
+        let peer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", &group)
+            .set("partition.assignment.strategy", "range")
+            .set("enable.auto.commit", "false")
+            .set("max.poll.interval.ms", "60000")
+            .set("session.timeout.ms", "45000")
+            .create()
+            .unwrap();
+        peer.subscribe(&[&raw]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while peer.assignment().unwrap().count() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the peer never got the partitions");
+            let _ = peer.poll(Duration::from_millis(100));
+        }
+        peer
+    })
+    .await
+    .unwrap();
+
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let stuck_config = s.config.with_file_name("stuck.toml");
+    let text = text
+        .replace("[kafka.consumer_properties]\n", "group_stuck_timeout_ms = 8000\n[kafka.consumer_properties]\n\"statistics.interval.ms\" = \"1000\"\n\"partition.assignment.strategy\" = \"range\"\n");
+    assert!(text.contains("group_stuck_timeout_ms"), "the test config changed shape");
+    std::fs::write(&stuck_config, text).unwrap();
+    let started = std::time::Instant::now();
+    let (status, log) = Auditflow::start(&stuck_config).wait(Duration::from_secs(50));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("auditflow: consumer group")
+            && l.contains("no steady membership for")
+            && l.contains("supervisor restarts")),
+        "{log}"
+    );
+    assert!(log.contains("Stopped without committing"), "{log}");
+    assert_eq!(committed_total(&s.group, &s.raw, 2), 0);
+    eprintln!("group watchdog: stopped {:.1} s after start", started.elapsed().as_secs_f64());
+
+    tokio::task::spawn_blocking(move || drop(peer)).await.unwrap();
+    let app = Auditflow::start(&s.config);
+    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(120));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    let seen = ecs_ids(&s.ecs);
+    assert!(ids.iter().all(|id| seen.contains_key(id)), "every event out after the restart");
+}
+
 /// Every JSON record of `topic` (read with `read_committed`).
 fn json_records(topic: &str) -> Vec<serde_json::Value> {
     read_all(topic).iter().map(|m| serde_json::from_slice(m.payload().expect("payload")).expect("json")).collect()

@@ -219,17 +219,28 @@ impl Auditflow {
     }
 
     /// Sends SIGTERM and waits for exit; returns the exit status and the log.
-    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+    pub fn stop(self) -> (std::process::ExitStatus, String) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        self.wait(Duration::from_secs(40))
+    }
+
+    /// The exit status, once the process has exited by itself.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().unwrap().try_wait().unwrap()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns the exit status and the
+    /// log. Kills it and panics when it is still running then.
+    pub fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(40);
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("auditflow did not exit within 40s of SIGTERM:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!("auditflow did not exit within {timeout:?}:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -333,14 +344,19 @@ pub fn await_log(path: &Path, needle: &str, timeout: Duration) {
 
 /// Committed offsets of `group` on `topic`, by partition (-1 when none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
+    try_committed(group, topic, partitions).expect("committed offsets")
+}
+
+/// [`committed`], or the error (e.g. while the broker restarts).
+pub fn try_committed(group: &str, topic: &str, partitions: i32) -> rdkafka::error::KafkaResult<Vec<(i32, i64)>> {
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().expect("offset reader");
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition(topic, p);
     }
-    let got = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
-    (0..partitions)
+    let got = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    Ok((0..partitions)
         .map(|p| {
             (
                 p,
@@ -350,7 +366,7 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
                 },
             )
         })
-        .collect()
+        .collect())
 }
 
 /// The sum over partitions of `group`'s committed offsets on `topic` (0 for none).

@@ -182,6 +182,10 @@ pub struct KafkaConfig {
     pub consumer_properties: BTreeMap<String, String>,
     /// librdkafka properties for the producer only.
     pub producer_properties: BTreeMap<String, String>,
+    /// How long the consumer may stay out of a steady group membership, with a broker answering,
+    /// before the run stops with an error for its supervisor to restart it (librdkafka sometimes
+    /// never rejoins after a long outage; `docs/operations.md`, "Broker outages"). 0: never.
+    pub group_stuck_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -192,6 +196,7 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
+            group_stuck_timeout_ms: 360_000,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! group and an idempotent producer. All I/O of `auditflow run` lives here.
 
 pub mod deliveries;
+pub mod group;
 pub mod meters;
 pub mod offsets;
 pub mod publish;

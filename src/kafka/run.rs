@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::deliveries::{DeliveryContext, InFlight, Report};
+use super::group::{self, GroupWatch, Stuck};
 use super::meters::{Meters, OutputTopic};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::registry::{Registry, RegistryError};
@@ -111,6 +112,18 @@ pub enum RunError {
         /// Why.
         detail: String,
     },
+    /// The consumer stayed out of its group while the cluster answered (the group watchdog,
+    /// `kafka.group_stuck_timeout_ms`). Nothing was committed; a new process re-reads from the
+    /// last commit.
+    #[error("consumer group {group}: no steady membership for {secs}s (join state {join_state}) although the cluster answers (librdkafka sometimes never rejoins after an outage, its issue #2944; or a member blocks the rebalance). Stopping so that the supervisor restarts auditflow; nothing is lost (docs/operations.md, \"Broker outages\")")]
+    GroupStuck {
+        /// The group id.
+        group: String,
+        /// Seconds without a steady membership.
+        secs: u64,
+        /// librdkafka's join state then.
+        join_state: String,
+    },
     /// A Kafka client could not be created or failed for good.
     #[error("kafka client error ({context}): {source}")]
     Kafka {
@@ -175,10 +188,19 @@ struct RunContext {
     assigned: Arc<AtomicBool>,
     /// Counts revokes and assignments: a burst of reads stops at one (see the run loop).
     rebalances: AtomicU64,
+    /// The group watchdog, fed by the statistics reports.
+    watch: Mutex<GroupWatch>,
+    /// Set when the watchdog trips; the run loop then checks that a broker answers.
+    stuck: Mutex<Option<Stuck>>,
 }
 
 impl ClientContext for RunContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(sample) = group::sample(&statistics) {
+            if let Some(stuck) = self.watch.lock().expect("watch lock").observe(sample, std::time::Instant::now()) {
+                *self.stuck.lock().expect("stuck lock") = Some(stuck);
+            }
+        }
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 // librdkafka reports -1 for partitions it does not consume, and for the internal one.
@@ -382,6 +404,10 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                 rewind: rewind.clone(),
                 assigned: assigned.clone(),
                 rebalances: AtomicU64::new(0),
+                watch: Mutex::new(GroupWatch::new(
+                    Some(Duration::from_millis(config.kafka.group_stuck_timeout_ms)).filter(|t| !t.is_zero()),
+                )),
+                stuck: Mutex::default(),
             })
             .map_err(|source| RunError::Kafka { context: "creating the consumer", source })?,
     );
@@ -539,6 +565,19 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             _ = commit_tick.tick() => runner.commit().await?,
             _ = heartbeat.tick() => {
                 health.beat();
+                if let Some(stuck) = runner.stuck_in_group().await {
+                    error!(
+                        message = "The consumer has been out of its group too long while the cluster answers; stopping for a restart.",
+                        secs = stuck.for_.as_secs(), state = %stuck.state, join_state = %stuck.join_state
+                    );
+                    health.group_stuck();
+                    runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms), false).await?;
+                    return Err(RunError::GroupStuck {
+                        group: config.kafka.group_id.clone(),
+                        secs: stuck.for_.as_secs(),
+                        join_state: stuck.join_state,
+                    });
+                }
                 let gone: Vec<TopicPartition> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
                 for (topic, partition) in gone {
                     runner.pipeline.drop_partition(&topic, partition);
@@ -593,10 +632,28 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             }
         }
     }
-    runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms)).await
+    runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms), true).await
 }
 
 impl Runner {
+    /// The watchdog's verdict, if it tripped and a broker answers a metadata request (no broker
+    /// answering is an outage: the watchdog's clock then starts again).
+    async fn stuck_in_group(&mut self) -> Option<Stuck> {
+        let context = self.consumer.context();
+        let stuck = context.stuck.lock().expect("stuck lock").take()?;
+        let client = self.producer.clone();
+        let answered =
+            tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT)).await.expect("metadata task");
+        match answered {
+            Ok(_) => Some(stuck),
+            Err(error) => {
+                warn!(message = "The consumer is out of its group and no broker answers; waiting for the cluster.", %error);
+                context.watch.lock().expect("watch lock").restart(std::time::Instant::now());
+                None
+            }
+        }
+    }
+
     fn topic_name(&mut self, topic: &str) -> Arc<str> {
         intern(&mut self.topic_names, topic)
     }
@@ -1098,7 +1155,33 @@ impl Runner {
     }
 
     /// Stops consuming, waits for in-flight outputs up to `deadline`, commits, and closes.
-    async fn shutdown(mut self, deadline: Duration) -> Result<(), RunError> {
+    ///
+    /// Without `leave_group` (the consumer is stuck outside its group, see [`group`]) nothing is
+    /// committed and the consumer is not closed: a commit would be refused, and librdkafka's close
+    /// can block for good in that state. Open windows are not flushed and an open transaction is
+    /// aborted; the next process re-reads everything since the last commit.
+    async fn shutdown(mut self, deadline: Duration, leave_group: bool) -> Result<(), RunError> {
+        if !leave_group {
+            if let Some(eos) = self.eos.as_mut() {
+                if tokio::time::timeout(deadline, eos.txn.abort()).await.is_err() {
+                    warn!(message = "Shutdown deadline reached before the transaction aborted; the broker aborts it.");
+                }
+            } else {
+                let drain = async {
+                    while !self.in_flight.is_empty() {
+                        self.next_delivery().await?;
+                    }
+                    Ok::<(), RunError>(())
+                };
+                let _ = tokio::time::timeout(deadline, drain).await;
+            }
+            let producer = self.producer.clone();
+            let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+            // Never dropped, so never closed (see above); the process is about to exit.
+            std::mem::forget(self.consumer.clone());
+            info!(message = "Stopped without committing; the next run re-reads from the last commit.");
+            return Ok(());
+        }
         let (open, _) = self.pipeline.window_stats();
         let flushed = self.pipeline.flush_windows();
         self.send_all(flushed, None).await?;
