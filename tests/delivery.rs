@@ -254,8 +254,22 @@ async fn exclusive_outage_longer_than_the_session_ends_in_a_rejoin_or_a_restart(
 /// committed. Started again once the peer is gone, it processes every event.
 #[tokio::test(flavor = "multi_thread")]
 async fn consumer_stuck_outside_its_group_stops_for_a_restart_and_loses_nothing() {
+    stuck_outside_the_group(false).await;
+}
+
+/// The same in exactly-once mode: the watchdog's stop aborts instead of committing, and the
+/// restarted instance writes every event once.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_consumer_stuck_outside_its_group_stops_and_restarts_cleanly() {
+    stuck_outside_the_group(true).await;
+}
+
+async fn stuck_outside_the_group(exactly_once: bool) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let s = scenario(2).await;
+    if exactly_once {
+        make_exactly_once(&s.config, &format!("{}-tx", s.group));
+    }
     let count = 300;
     let (ids, _) = publish_events(&s.raw, count, 17, 2).await;
     let group = s.group.clone();
@@ -307,6 +321,9 @@ async fn consumer_stuck_outside_its_group_stops_for_a_restart_and_loses_nothing(
     assert!(status.success(), "{log}");
     let seen = ecs_ids(&s.ecs);
     assert!(ids.iter().all(|id| seen.contains_key(id)), "every event out after the restart");
+    if exactly_once {
+        assert!(seen.values().all(|n| *n == 1), "exactly once");
+    }
 }
 
 /// Every JSON record of `topic` (read with `read_committed`).
