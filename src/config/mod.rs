@@ -699,6 +699,15 @@ mod tests {
         let config = Config::parse(include_str!("../../config/auditflow.toml")).unwrap();
         config.validate().unwrap();
         assert_eq!(config.topics.input, ["audit.raw"]);
+        let docker = Config::parse(include_str!("../../config/auditflow.docker.toml")).unwrap();
+        docker.validate().unwrap();
+    }
+
+    #[test]
+    fn example_config_states_the_defaults() {
+        // `config/auditflow.toml` documents every key with its default: the file and the code agree.
+        let example = Config::parse(include_str!("../../config/auditflow.toml")).unwrap();
+        assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&Config::default()).unwrap());
     }
 
     #[test]
