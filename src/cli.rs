@@ -83,6 +83,14 @@ pub enum Command {
         /// Kafka bootstrap servers for `--topic`.
         #[arg(long, env = "AUDITFLOW_KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        /// With `--topic`: publish at this many events per second, evenly, instead of as fast as
+        /// the broker takes them (every event is built first, in memory). Each record's
+        /// timestamp is its send time.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// With `--topic`: a librdkafka producer property, `KEY=VALUE` (repeatable), e.g. `linger.ms=5`.
+        #[arg(long = "property", value_parser = key_value)]
+        properties: Vec<(String, String)>,
     },
     /// Print the Avro schemas, or register them in the schema registry.
     Schema {
@@ -106,4 +114,10 @@ pub enum SchemaAction {
         #[arg(long, default_value = "audit.raw-value")]
         subject: String,
     },
+}
+
+/// Parses `KEY=VALUE`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    Ok((key.to_owned(), value.to_owned()))
 }

@@ -107,7 +107,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Generate { count, seed, deny_ratio, jitter_ms, start, concurrent_traces, topic, bootstrap } => {
+        Command::Generate { count, seed, deny_ratio, jitter_ms, start, concurrent_traces, topic, bootstrap, rate, properties } => {
             let start_ms = match start {
                 Some(text) => chrono::DateTime::parse_from_rfc3339(&text).context("--start must be RFC 3339")?.timestamp_millis(),
                 None => chrono::Utc::now().timestamp_millis() - 3_600_000,
@@ -121,10 +121,24 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             });
             match topic {
                 Some(topic) => {
-                    let sent = auditflow::kafka::publish::publish(&bootstrap, &topic, &[], events)
-                        .await
-                        .with_context(|| format!("publishing to {topic} at {bootstrap} (--bootstrap)"))?;
-                    eprintln!("published {sent} events to {topic}");
+                    if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                        anyhow::bail!("--rate must be a positive number of events per second");
+                    }
+                    let context = format!("publishing to {topic} at {bootstrap} (--bootstrap)");
+                    let sent = tokio::task::spawn_blocking(move || {
+                        if rate.is_some() {
+                            // Paced: every event is built before the clock starts, so that the
+                            // load costs only its sending.
+                            let events: Vec<_> = events.collect();
+                            auditflow::kafka::publish::publish(&bootstrap, &topic, &properties, rate, events.into_iter())
+                        } else {
+                            auditflow::kafka::publish::publish(&bootstrap, &topic, &properties, rate, events)
+                        }
+                    })
+                    .await
+                    .context("publishing task")?
+                    .context(context)?;
+                    eprintln!("published {sent} events");
                 }
                 None => {
                     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

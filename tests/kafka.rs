@@ -267,3 +267,39 @@ async fn until_caught_up_stops_after_every_record_is_out() {
     assert_eq!(read_all(&format!("{prefix}ecs")).len(), events as usize, "one ECS record per event");
     assert_eq!(committed_total(&group, &raw, 4), i64::from(events), "offsets committed to the end of every partition");
 }
+
+/// `generate --topic --rate`: the latency benchmark's load. 1,500 events at 3,000 per second take
+/// at least half a second of send times (CreateTime, stamped at send), keyed by trace; as fast as
+/// possible (no `--rate`) the same events go out too. A slow machine can only stretch the span.
+#[test]
+fn generate_paces_its_load_and_keys_it_by_trace() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (paced, unpaced) = (unique("gen-paced"), unique("gen-unpaced"));
+    runtime.block_on(create_topics(&[&paced, &unpaced], 2));
+    for (topic, rate) in [(&paced, Some("3000")), (&unpaced, None)] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"));
+        command.args(["generate", "--count", "1500", "--seed", "3", "--topic", topic, "--bootstrap", &bootstrap()]);
+        command.args(["--property", "linger.ms=5"]);
+        if let Some(rate) = rate {
+            command.args(["--rate", rate]);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("published 1500 events"));
+    }
+    let messages = read_all(&paced);
+    assert_eq!(messages.len(), 1500);
+    let times: Vec<i64> = messages.iter().map(|m| m.timestamp().to_millis().unwrap()).collect();
+    let span = times.iter().max().unwrap() - times.iter().min().unwrap();
+    assert!(span >= 490, "1,500 events at 3,000/s sent within {span} ms");
+    for m in &messages {
+        let event: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert_eq!(event["trace"].as_str().unwrap().as_bytes(), m.key().unwrap(), "keyed by trace");
+    }
+    assert_eq!(read_all(&unpaced).len(), 1500);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["generate", "--count", "1", "--topic", &paced, "--bootstrap", &bootstrap(), "--rate", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--rate must be a positive number"));
+}
