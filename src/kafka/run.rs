@@ -180,7 +180,8 @@ const RESEND_BACKOFF: Duration = Duration::from_millis(500);
 struct RunContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     health: Arc<Health>,
-    /// Partitions revoked since the loop last looked: their windows are dropped.
+    /// Partitions revoked since the loop last looked: their backlog and windows are dropped
+    /// ([`forget_revoked`]).
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
     /// Set on every revoke; exactly-once mode then aborts the open transaction and rewinds.
     rewind: Arc<AtomicBool>,
@@ -197,6 +198,7 @@ struct RunContext {
 impl ClientContext for RunContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         if let Some(sample) = group::sample(&statistics) {
+            metrics::gauge!("auditflow_consumer_group_steady").set(if sample.join_state == "steady" { 1.0 } else { 0.0 });
             if let Some(stuck) = self.watch.lock().expect("watch lock").observe(sample, std::time::Instant::now()) {
                 *self.stuck.lock().expect("stuck lock") = Some(stuck);
             }
@@ -565,6 +567,14 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             _ = commit_tick.tick() => runner.commit().await?,
             _ = heartbeat.tick() => {
                 health.beat();
+                if runner.paused {
+                    // Not polling on purpose (registry down, or the in-flight bound): librdkafka
+                    // leaves the group after max.poll.interval.ms and rejoins at the next poll.
+                    // That is not the stuck state the watchdog looks for.
+                    let context = runner.consumer.context();
+                    context.watch.lock().expect("watch lock").restart(std::time::Instant::now());
+                    context.stuck.lock().expect("stuck lock").take();
+                }
                 if let Some(stuck) = runner.stuck_in_group().await {
                     error!(
                         message = "The consumer has been out of its group too long while the cluster answers; stopping for a restart.",
@@ -577,10 +587,6 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                         secs: stuck.for_.as_secs(),
                         join_state: stuck.join_state,
                     });
-                }
-                let gone: Vec<TopicPartition> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
-                for (topic, partition) in gone {
-                    runner.pipeline.drop_partition(&topic, partition);
                 }
                 runner.advance_windows().await?;
                 metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
@@ -595,9 +601,15 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                 // A burst stops at a rebalance, so that the backlog never holds records read
                 // before a revoke behind records read after it.
                 let rebalances = runner.consumer.context().rebalances.load(Ordering::SeqCst);
+                // A rebalance runs inside the call that returns the next record: what the backlog
+                // holds of revoked partitions is forgotten before anything read after it goes in.
+                forget_revoked(&runner.consumer, &mut runner.backlog, &mut runner.pipeline);
                 let mut received = Some(received);
                 let mut taken = 0;
                 while let Some(result) = received.take() {
+                    if taken > 0 && runner.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
+                        forget_revoked(&runner.consumer, &mut runner.backlog, &mut runner.pipeline);
+                    }
                     match result {
                         Ok(message) => {
                             let record = source_record(&message);
@@ -1317,6 +1329,26 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
 
 /// The distinct partition numbers assigned (over all topics); `usize::MAX` while nothing is
 /// assigned, so that "every partition read to its end" cannot hold then.
+/// Forgets what was read from partitions revoked since the last call: their records still in
+/// the backlog (not processed, so not committed: the partition's next owner, maybe this instance
+/// again, reads them from the committed offset) and their windows. Processing them would write
+/// their outputs twice, and, if the partition came back, track offsets of an older assignment.
+/// (Parts of the runner, not the runner: a record borrowed from the consumer is alive meanwhile.)
+fn forget_revoked(consumer: &StreamConsumer<RunContext>, backlog: &mut VecDeque<SourceRecord>, pipeline: &mut Pipeline) {
+    let gone: Vec<TopicPartition> = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock"));
+    if gone.is_empty() {
+        return;
+    }
+    let before = backlog.len();
+    backlog.retain(|r| !gone.iter().any(|(topic, partition)| *partition == r.partition && **topic == *r.topic));
+    if backlog.len() < before {
+        debug!(message = "Dropped backlog records of revoked partitions.", records = before - backlog.len());
+    }
+    for (topic, partition) in gone {
+        pipeline.drop_partition(&topic, partition);
+    }
+}
+
 fn assigned_partition_numbers(consumer: &StreamConsumer<RunContext>) -> usize {
     let Ok(assignment) = consumer.assignment() else { return usize::MAX };
     let numbers: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
