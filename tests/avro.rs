@@ -153,7 +153,7 @@ async fn avro_versions_decode_alike_and_bad_avro_is_dead_lettered() {
 /// schema, logs the failure, and once the registry is back every record lands as it would have.
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_outage_pauses_and_resumes_without_loss() {
-    registry_outage(false).await;
+    registry_outage(false, false).await;
 }
 
 /// The same with an outage longer than `max.poll.interval.ms` (7 s here) and the group watchdog
@@ -163,10 +163,18 @@ async fn registry_outage_pauses_and_resumes_without_loss() {
 /// nothing is lost (the records held during the outage are written twice: see the end).
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_outage_longer_than_the_poll_interval_is_not_taken_for_a_stuck_group() {
-    registry_outage(true).await;
+    registry_outage(true, false).await;
 }
 
-async fn registry_outage(beyond_poll_interval: bool) {
+/// The long outage in exactly-once mode: what the instance wrote while out of the group is in a
+/// transaction that cannot commit (the group moved on), so a `read_committed` reader finds every
+/// record exactly once, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_registry_outage_longer_than_the_poll_interval_gives_every_record_once() {
+    registry_outage(true, true).await;
+}
+
+async fn registry_outage(beyond_poll_interval: bool, exactly_once: bool) {
     let _guard = REGISTRY_LOCK.write().await;
     let raw = unique("outage");
     let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
@@ -185,6 +193,9 @@ async fn registry_outage(beyond_poll_interval: bool) {
         );
         assert!(text.contains("group_stuck_timeout_ms = 5000"), "the test config changed shape");
         std::fs::write(&config, text).unwrap();
+    }
+    if exactly_once {
+        make_exactly_once(&config, &format!("{group}-tx"));
     }
     let mut app = Auditflow::start(&config);
 
@@ -246,7 +257,7 @@ async fn registry_outage(beyond_poll_interval: bool) {
         .map(|m| serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["trace"]["id"].as_str().unwrap().to_owned())
         .collect();
     let expected = ["tr-json-0", "tr-json-1", "tr-avro-0", "tr-json-2", "tr-avro-1", "tr-json-3"];
-    if beyond_poll_interval {
+    if beyond_poll_interval && !exactly_once {
         // Out of the group, this instance no longer owned what it held when the registry came
         // back; it wrote those records, and read them again from the last commit when it rejoined:
         // at-least-once, every record, first copies in order.
