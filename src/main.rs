@@ -125,6 +125,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                         anyhow::bail!("--rate must be a positive number of events per second");
                     }
                     let context = format!("publishing to {topic} at {bootstrap} (--bootstrap)");
+                    let name = topic.clone();
                     let sent = tokio::task::spawn_blocking(move || {
                         if rate.is_some() {
                             // Paced: every event is built before the clock starts, so that the
@@ -138,7 +139,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     .await
                     .context("publishing task")?
                     .context(context)?;
-                    eprintln!("published {sent} events");
+                    eprintln!("published {sent} events to {name}");
                 }
                 None => {
                     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -41,9 +41,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends every `(key, value)` to `topic` and waits for all acknowledgements; returns how many.
 /// `properties` are extra librdkafka producer properties. With `rate` (events per second), record
-/// `i` is sent no earlier than 0.5 ms before `i / rate` seconds after the first, so the load is steady; each
-/// record's timestamp is its send time. Blocking: one thread sends, and serves acknowledgements
-/// while it waits (no future or channel per record, so the load costs little CPU beside the
+/// `i` is sent no earlier than 0.5 ms before `i / rate` seconds after the first, so the load is
+/// steady; each record's timestamp is its send time. Blocking: one thread sends and serves the
+/// acknowledgements (no future or channel per record, so the load costs little CPU beside the
 /// process it is aimed at).
 pub fn publish(
     bootstrap: &str,

@@ -182,7 +182,7 @@ struct RunContext {
     health: Arc<Health>,
     /// Partitions revoked since the loop last looked: their backlog and windows are dropped
     /// ([`forget_revoked`]).
-    revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    revoked: Mutex<Vec<TopicPartition>>,
     /// Set on every revoke; exactly-once mode then aborts the open transaction and rewinds.
     rewind: Arc<AtomicBool>,
     /// Set on every assignment; exactly-once mode then restores the new partitions' windows.
@@ -379,7 +379,6 @@ pub struct RunOptions {
 pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, options: RunOptions) -> Result<(), RunError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let health = Arc::new(Health::default());
-    let revoked: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
     let rewind: Arc<AtomicBool> = Arc::default();
     let assigned: Arc<AtomicBool> = Arc::default();
     let exactly_once = config.delivery.mode == DeliveryMode::ExactlyOnce;
@@ -402,7 +401,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             .create_with_context(RunContext {
                 tracker: tracker.clone(),
                 health: health.clone(),
-                revoked: revoked.clone(),
+                revoked: Mutex::default(),
                 rewind: rewind.clone(),
                 assigned: assigned.clone(),
                 rebalances: AtomicU64::new(0),
@@ -1327,8 +1326,6 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
     Ok(missing)
 }
 
-/// The distinct partition numbers assigned (over all topics); `usize::MAX` while nothing is
-/// assigned, so that "every partition read to its end" cannot hold then.
 /// Forgets what was read from partitions revoked since the last call: their records still in
 /// the backlog (not processed, so not committed: the partition's next owner, maybe this instance
 /// again, reads them from the committed offset) and their windows. Processing them would write
@@ -1349,6 +1346,8 @@ fn forget_revoked(consumer: &StreamConsumer<RunContext>, backlog: &mut VecDeque<
     }
 }
 
+/// The distinct partition numbers assigned (over all topics); `usize::MAX` while nothing is
+/// assigned, so that "every partition read to its end" cannot hold then.
 fn assigned_partition_numbers(consumer: &StreamConsumer<RunContext>) -> usize {
     let Ok(assignment) = consumer.assignment() else { return usize::MAX };
     let numbers: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
