@@ -174,10 +174,21 @@ async fn restart_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>,
     std::fs::write(&s.config, text).unwrap();
     let count = 3000;
     let (ids, _) = publish_events(&s.raw, count, seed, 2).await;
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{text}")).unwrap();
     let app = Auditflow::start(&s.config);
+    let addr = metrics_addr(&app);
     await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
     stack(&["restart", "kafka"]);
-    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(180));
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while try_committed(&s.group, &s.raw, 2).map_or(true, |c| c.iter().map(|(_, o)| o).sum::<i64>() < count as i64) {
+        if std::time::Instant::now() > deadline {
+            let metrics: Vec<String> =
+                get(&addr, "/metrics").1.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")).map(str::to_owned).collect();
+            panic!("not committed to the end 180 s after the restart: {:?}\n{}", try_committed(&s.group, &s.raw, 2), metrics.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
     (ids, ecs_ids(&s.ecs))

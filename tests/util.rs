@@ -267,11 +267,40 @@ impl Drop for Auditflow {
             // temporary folder (and the log) goes with the test.
             if std::thread::panicking() {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
+                let lines = collapse_repeats(&log);
                 eprintln!("--- last lines of {} ---\n{}", self.log.display(), lines[lines.len().saturating_sub(80)..].join("\n"));
+                if let Ok(dir) = std::env::var("AUDITFLOW_TEST_KEEP_LOGS") {
+                    let _ = std::fs::create_dir_all(&dir);
+                    let name = format!("{}-{}", std::process::id(), self.log.file_name().unwrap_or_default().to_string_lossy());
+                    let _ = std::fs::write(std::path::Path::new(&dir).join(name), &log);
+                }
             }
         }
     }
+}
+
+/// The lines of a log with runs of the same message (timestamps aside) folded into their first
+/// line and a count: a failing test's last lines show what happened, not 80 copies of one retry.
+fn collapse_repeats(log: &str) -> Vec<String> {
+    let message = |line: &str| line.split_once(' ').map_or(line, |(_, rest)| rest).to_owned();
+    let mut out: Vec<String> = Vec::new();
+    let (mut last, mut repeats) = (String::new(), 0);
+    for line in log.lines() {
+        if message(line) == last {
+            repeats += 1;
+            continue;
+        }
+        if repeats > 0 {
+            out.push(format!("    (the line above {repeats} more times)"));
+        }
+        last = message(line);
+        repeats = 0;
+        out.push(line.to_owned());
+    }
+    if repeats > 0 {
+        out.push(format!("    (the line above {repeats} more times)"));
+    }
+    out
 }
 
 /// Writes a config file for a test: the given topics and group, fast commits, golden product.

@@ -132,6 +132,25 @@ impl OffsetTracker {
         out
     }
 
+    /// A commit of `offset` for `tp` failed (e.g. the group coordinator was still loading after
+    /// a broker restart): the next [`OffsetTracker::take_commits`] hands the partition's
+    /// committable offset out again, even when no record moved it since. Without this, a stream
+    /// that had ended stayed committed short of its end until the next record came.
+    pub fn commit_failed(&mut self, tp: &TopicPartition, offset: i64) {
+        if let Some(part) = self.partitions.get_mut(tp) {
+            part.committed = part.committed.min(offset - 1);
+        }
+    }
+
+    /// Like [`OffsetTracker::take_commits`], but every tracked partition, moved or not: a commit
+    /// whose request or answer was lost (a broker restart) is sent again.
+    pub fn take_all_commits(&mut self) -> Vec<(TopicPartition, i64)> {
+        for part in self.partitions.values_mut() {
+            part.committed = part.committed.max(part.committable());
+        }
+        self.all_commits()
+    }
+
     /// The committable offset of every tracked partition, whether or not it moved.
     pub fn all_commits(&self) -> Vec<(TopicPartition, i64)> {
         let mut out: Vec<_> = self.partitions.iter().map(|(tp, part)| (tp.clone(), part.committable())).collect();
@@ -154,6 +173,27 @@ mod tests {
 
     fn tp(p: i32) -> TopicPartition {
         ("t".into(), p)
+    }
+
+    #[test]
+    fn a_failed_commit_is_handed_out_again() {
+        let mut tracker = OffsetTracker::new();
+        tracker.begin(&tp(0), 10, 1);
+        tracker.ack(&tp(0), 10);
+        assert_eq!(tracker.take_commits(), vec![(tp(0), 11)]);
+        assert_eq!(tracker.take_commits(), vec![], "nothing moved");
+        tracker.commit_failed(&tp(0), 11);
+        assert_eq!(tracker.take_commits(), vec![(tp(0), 11)], "the failed commit again");
+        assert_eq!(tracker.take_commits(), vec![]);
+        // An older commit failing after a newer one went out: the newest is sent again, never less.
+        tracker.begin(&tp(0), 11, 0);
+        assert_eq!(tracker.take_commits(), vec![(tp(0), 12)]);
+        tracker.commit_failed(&tp(0), 11);
+        assert_eq!(tracker.take_commits(), vec![(tp(0), 12)]);
+        tracker.commit_failed(&tp(9), 5);
+        assert_eq!(tracker.take_commits(), vec![], "an unknown partition is ignored");
+        assert_eq!(tracker.take_all_commits(), vec![(tp(0), 12)], "all, moved or not");
+        assert_eq!(tracker.take_commits(), vec![]);
     }
 
     #[test]

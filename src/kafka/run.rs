@@ -172,6 +172,10 @@ impl ClientContext for ErrorContext {
 
 /// How long start-up waits for the cluster's metadata.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// At-least-once: how often every tracked partition's offset is committed again, moved or not.
+const COMMIT_REFRESH: Duration = Duration::from_secs(10);
+/// Tries of the last commit at shutdown, `RESEND_BACKOFF` apart.
+const FINAL_COMMIT_ATTEMPTS: u32 = 5;
 /// Pause before sending an output again after its delivery failed.
 const RESEND_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -253,10 +257,24 @@ impl ConsumerContext for RunContext {
         self.health.assigned(assigned);
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            warn!(message = "Offset commit failed.", %error);
-            metrics::counter!("auditflow_commit_errors_total").increment(1);
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let failed: Vec<_> = offsets.elements().into_iter().filter(|elem| result.is_err() || elem.error().is_err()).collect();
+        if failed.is_empty() {
+            return;
+        }
+        match &result {
+            Err(error) => warn!(message = "Offset commit failed; it is sent again at the next commit tick.", %error),
+            Ok(()) => warn!(
+                message = "Offset commit failed for some partitions; they are sent again at the next commit tick.",
+                partitions = failed.len()
+            ),
+        }
+        metrics::counter!("auditflow_commit_errors_total").increment(1);
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        for elem in failed {
+            if let Offset::Offset(offset) = elem.offset() {
+                tracker.commit_failed(&(Arc::from(elem.topic()), elem.partition()), offset);
+            }
         }
     }
 }
@@ -287,6 +305,8 @@ struct Blocked {
 
 /// The state of one `run`: the core, the clients and what is in flight.
 struct Runner {
+    /// When every tracked partition was last committed, moved or not (see `commit`).
+    last_full_commit: std::time::Instant,
     pipeline: Pipeline,
     registry: Option<Registry>,
     tracker: Arc<Mutex<OffsetTracker>>,
@@ -444,6 +464,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         repartition: None,
         meters: Meters::new(),
         topic_names: HashMap::new(),
+        last_full_commit: std::time::Instant::now(),
     };
     runner.catalog.loaded = runner.catalog.modified();
     if let Some(catalog) = config.load_catalog().map_err(RunError::Config)? {
@@ -975,7 +996,20 @@ impl Runner {
         if self.eos.is_some() {
             return self.commit_transaction().await;
         }
-        let commits = self.tracker.lock().expect("tracker lock").take_commits();
+        // Every partition now and then, moved or not: librdkafka does not always report a commit
+        // lost in a broker restart, and a stream that has ended has nothing to move it again.
+        let all = self.last_full_commit.elapsed() >= COMMIT_REFRESH;
+        let commits = {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            if all {
+                tracker.take_all_commits()
+            } else {
+                tracker.take_commits()
+            }
+        };
+        if all {
+            self.last_full_commit = std::time::Instant::now();
+        }
         commit_list(&self.consumer, &commits, CommitMode::Async);
         Ok(())
     }
@@ -1231,7 +1265,13 @@ impl Runner {
         let last = self.tracker.lock().expect("tracker lock").all_commits();
         let consumer = self.consumer.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            commit_list(&consumer, &last, CommitMode::Sync);
+            // Right after a broker restart the coordinator may still be loading: try a few times.
+            for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
+                if commit_list(&consumer, &last, CommitMode::Sync) || attempt == FINAL_COMMIT_ATTEMPTS {
+                    break;
+                }
+                std::thread::sleep(RESEND_BACKOFF);
+            }
             consumer.unsubscribe();
         })
         .await;
@@ -1427,9 +1467,10 @@ fn resend(producer: &Producer, message: &OwnedMessage, id: usize) -> Result<(), 
 }
 
 /// Commits the given offsets; `CommitMode::Sync` blocks, so call it off the runtime threads.
-fn commit_list(consumer: &StreamConsumer<RunContext>, commits: &[(TopicPartition, i64)], mode: CommitMode) {
+/// Commits `commits`; false when the commit failed (logged and counted).
+fn commit_list(consumer: &StreamConsumer<RunContext>, commits: &[(TopicPartition, i64)], mode: CommitMode) -> bool {
     if commits.is_empty() {
-        return;
+        return true;
     }
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in commits {
@@ -1439,5 +1480,7 @@ fn commit_list(consumer: &StreamConsumer<RunContext>, commits: &[(TopicPartition
     if let Err(error) = consumer.commit(&list, mode) {
         warn!(message = "Offset commit failed.", %error);
         metrics::counter!("auditflow_commit_errors_total").increment(1);
+        return false;
     }
+    true
 }
