@@ -187,12 +187,8 @@ async fn registry_outage(beyond_poll_interval: bool, exactly_once: bool) {
     let more = format!("[registry]\nurl = \"{}\"\n", registry_url());
     let config = write_config_with(dir.path(), &group, &raw, &alerts, &dlq, &prefix, &more);
     if beyond_poll_interval {
-        let text = std::fs::read_to_string(&config).unwrap().replace(
-            "[kafka.consumer_properties]\n",
-            "group_stuck_timeout_ms = 5000\n[kafka.consumer_properties]\n\"max.poll.interval.ms\" = \"7000\"\n\"statistics.interval.ms\" = \"1000\"\n",
-        );
-        assert!(text.contains("group_stuck_timeout_ms = 5000"), "the test config changed shape");
-        std::fs::write(&config, text).unwrap();
+        let consumer = "\"max.poll.interval.ms\" = \"7000\"\n\"statistics.interval.ms\" = \"1000\"\n";
+        std::fs::write(&config, with_kafka_settings(&config, "group_stuck_timeout_ms = 5000\n", consumer)).unwrap();
     }
     if exactly_once {
         make_exactly_once(&config, &format!("{group}-tx"));

@@ -222,10 +222,8 @@ async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() 
 #[tokio::test(flavor = "multi_thread")]
 async fn exclusive_outage_longer_than_the_session_ends_in_a_rejoin_or_a_restart() {
     let s = scenario(2).await;
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("[kafka.consumer_properties]\n", "group_stuck_timeout_ms = 20000\n[kafka.consumer_properties]\n");
-    assert!(text.contains("group_stuck_timeout_ms") && text.contains("\"session.timeout.ms\" = \"6000\""), "the test config changed shape");
+    let text = with_kafka_settings(&s.config, "group_stuck_timeout_ms = 20000\n", "");
+    assert!(text.contains("\"session.timeout.ms\" = \"6000\""), "the test config changed shape");
     std::fs::write(&s.config, text).unwrap();
     let count = 3000;
     let (ids, _) = publish_events(&s.raw, count, 16, 2).await;
@@ -306,12 +304,9 @@ async fn stuck_outside_the_group(exactly_once: bool) {
     .await
     .unwrap();
 
-    let text = std::fs::read_to_string(&s.config).unwrap();
     let stuck_config = s.config.with_file_name("stuck.toml");
-    let text = text
-        .replace("[kafka.consumer_properties]\n", "group_stuck_timeout_ms = 8000\n[kafka.consumer_properties]\n\"statistics.interval.ms\" = \"1000\"\n\"partition.assignment.strategy\" = \"range\"\n");
-    assert!(text.contains("group_stuck_timeout_ms"), "the test config changed shape");
-    std::fs::write(&stuck_config, text).unwrap();
+    let consumer = "\"statistics.interval.ms\" = \"1000\"\n\"partition.assignment.strategy\" = \"range\"\n";
+    std::fs::write(&stuck_config, with_kafka_settings(&s.config, "group_stuck_timeout_ms = 8000\n", consumer)).unwrap();
     let started = std::time::Instant::now();
     let (status, log) = Auditflow::start(&stuck_config).wait(Duration::from_secs(50));
     assert_eq!(status.code(), Some(1), "{log}");

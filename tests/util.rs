@@ -303,6 +303,15 @@ fn collapse_repeats(log: &str) -> Vec<String> {
     out
 }
 
+/// The text of the test config at `config` with the TOML lines `kafka` added to its `[kafka]`
+/// table and `consumer` to its `[kafka.consumer_properties]`.
+pub fn with_kafka_settings(config: &Path, kafka: &str, consumer: &str) -> String {
+    const HEADER: &str = "[kafka.consumer_properties]\n";
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(HEADER), "the test config changed shape");
+    text.replace(HEADER, &format!("{kafka}{HEADER}{consumer}"))
+}
+
 /// Writes a config file for a test: the given topics and group, fast commits, golden product.
 pub fn write_config(dir: &Path, group: &str, input: &str, alerts: &str, dlq: &str, siem_prefix: &str) -> PathBuf {
     write_config_with(dir, group, input, alerts, dlq, siem_prefix, "")

@@ -199,6 +199,14 @@ struct RunContext {
     stuck: Mutex<Option<Stuck>>,
 }
 
+impl RunContext {
+    /// Starts the group watchdog's clock again and forgets a verdict not acted on yet.
+    fn restart_watch(&self) {
+        self.watch.lock().expect("watch lock").restart(std::time::Instant::now());
+        self.stuck.lock().expect("stuck lock").take();
+    }
+}
+
 impl ClientContext for RunContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         if let Some(sample) = group::sample(&statistics) {
@@ -591,9 +599,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                     // Not polling on purpose (registry down, or the in-flight bound): librdkafka
                     // leaves the group after max.poll.interval.ms and rejoins at the next poll.
                     // That is not the stuck state the watchdog looks for.
-                    let context = runner.consumer.context();
-                    context.watch.lock().expect("watch lock").restart(std::time::Instant::now());
-                    context.stuck.lock().expect("stuck lock").take();
+                    runner.consumer.context().restart_watch();
                 }
                 if let Some(stuck) = runner.stuck_in_group().await {
                     error!(
@@ -680,7 +686,7 @@ impl Runner {
             Ok(_) => Some(stuck),
             Err(error) => {
                 warn!(message = "The consumer is out of its group and no broker answers; waiting for the cluster.", %error);
-                context.watch.lock().expect("watch lock").restart(std::time::Instant::now());
+                context.restart_watch();
                 None
             }
         }
@@ -1212,16 +1218,9 @@ impl Runner {
                     warn!(message = "Shutdown deadline reached before the transaction aborted; the broker aborts it.");
                 }
             } else {
-                let drain = async {
-                    while !self.in_flight.is_empty() {
-                        self.next_delivery().await?;
-                    }
-                    Ok::<(), RunError>(())
-                };
-                let _ = tokio::time::timeout(deadline, drain).await;
+                let _ = self.drain_in_flight(deadline).await;
             }
-            let producer = self.producer.clone();
-            let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+            self.flush_producer().await;
             // Never dropped, so never closed (see above); the process is about to exit.
             std::mem::forget(self.consumer.clone());
             info!(message = "Stopped without committing; the next run re-reads from the last commit.");
@@ -1252,15 +1251,8 @@ impl Runner {
             backlog = self.backlog.len(),
             windows_flushed = open
         );
-        let drain = async {
-            while !self.in_flight.is_empty() {
-                self.next_delivery().await?;
-            }
-            Ok::<(), RunError>(())
-        };
-        match tokio::time::timeout(deadline, drain).await {
-            Ok(result) => result?,
-            Err(_) => warn!(message = "Shutdown deadline reached with outputs in flight; they are re-read on restart."),
+        if !self.drain_in_flight(deadline).await? {
+            warn!(message = "Shutdown deadline reached with outputs in flight; they are re-read on restart.");
         }
         let last = self.tracker.lock().expect("tracker lock").all_commits();
         let consumer = self.consumer.clone();
@@ -1275,10 +1267,29 @@ impl Runner {
             consumer.unsubscribe();
         })
         .await;
-        let producer = self.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        self.flush_producer().await;
         info!(message = "Stopped.");
         Ok(())
+    }
+
+    /// Waits for every delivery in flight, up to `deadline`; false when the deadline came first.
+    async fn drain_in_flight(&mut self, deadline: Duration) -> Result<bool, RunError> {
+        let drain = async {
+            while !self.in_flight.is_empty() {
+                self.next_delivery().await?;
+            }
+            Ok::<(), RunError>(())
+        };
+        match tokio::time::timeout(deadline, drain).await {
+            Ok(result) => result.map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Sends what the producer still queues, for up to 5 s.
+    async fn flush_producer(&self) {
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
     }
 }
 
