@@ -303,3 +303,88 @@ fn generate_paces_its_load_and_keys_it_by_trace() {
         .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--rate must be a positive number"));
 }
+
+/// Runs `auditflow run --until-caught-up` on `config` and returns its log; panics unless it
+/// exits 0 within 90 s.
+fn catch_up(config: &std::path::Path) -> String {
+    let log = config.with_extension("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(config)
+        .env("AUDITFLOW_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 90 s after start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exited with {status}:\n{text}");
+    text
+}
+
+/// `topics.siem_partitioning` (docs/operations.md, "Partitioning"). With `key`, a record's
+/// partition is a function of its key: two runs over the same input put every event id in the
+/// same partition. With `sticky` (the default), the key does not choose the partition: a third
+/// run puts most event ids elsewhere than the key runs, over several partitions, and every event
+/// still comes out exactly once. The alerts topic (keyed by trace) stays on the key in both.
+#[tokio::test(flavor = "multi_thread")]
+async fn siem_records_go_by_key_or_sticky_by_time_and_none_is_lost() {
+    let raw = unique("raw");
+    create_topics(&[&raw], 4).await;
+    let denied = REFERENCE.lines().nth(1).unwrap();
+    let events = 6_000;
+    let inputs: Vec<Input> = (0..events)
+        .map(|i| {
+            // A trace per event: every event id differs.
+            let trace = format!("tr-partitioning-{i}");
+            let value = denied.replacen("tr-8f2c7a91-2b14-4e8e", &trace, 1);
+            assert_ne!(value, denied, "the reference event names its trace");
+            input(i % 4, &trace, Some(value.as_bytes()))
+        })
+        .collect();
+    produce(&raw, &inputs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    // Partition of each key in `topic`, checking that every event is there once.
+    let partitions_by_key = |topic: &str| -> HashMap<Vec<u8>, i32> {
+        let records = read_all(topic);
+        let by_key: HashMap<Vec<u8>, i32> = records.iter().map(|m| (m.key().unwrap().to_vec(), m.partition())).collect();
+        assert_eq!(records.len(), events as usize, "{topic}: one record per event");
+        assert_eq!(by_key.len(), events as usize, "{topic}: one key per event");
+        by_key
+    };
+    let mut runs = Vec::new();
+    for (name, partitioning) in [("key-1", "key"), ("key-2", "key"), ("sticky", "sticky")] {
+        let prefix = format!("{raw}.{name}.");
+        let (ecs, alerts) = (format!("{prefix}siem.ecs"), format!("{prefix}alerts"));
+        create_topics(&[&ecs, &alerts], 4).await;
+        let run_dir = dir.path().join(name);
+        std::fs::create_dir(&run_dir).unwrap();
+        let config = write_config(&run_dir, &unique("group"), &raw, &alerts, &format!("{prefix}dlq"), &format!("{prefix}siem."));
+        let text = std::fs::read_to_string(&config).unwrap();
+        let edited = text.replacen("[topics]\n", &format!("[topics]\nsiem_partitioning = \"{partitioning}\"\n"), 1);
+        assert_ne!(edited, text, "the test config has a [topics] table");
+        std::fs::write(&config, edited).unwrap();
+        let log = catch_up(&config);
+        assert_eq!(log.contains("Sticky partitioning."), partitioning == "sticky", "{log}");
+        runs.push((partitions_by_key(&ecs), partitions_by_key(&alerts)));
+    }
+    let same = |a: &HashMap<Vec<u8>, i32>, b: &HashMap<Vec<u8>, i32>| a.iter().filter(|(k, p)| b.get(*k) == Some(p)).count();
+    let (key_1, key_2, sticky) = (&runs[0], &runs[1], &runs[2]);
+    assert_eq!(same(&key_1.0, &key_2.0), events as usize, "by key, every event id lands in the same partition twice");
+    assert_eq!(same(&key_1.1, &sticky.1), events as usize, "alerts stay on the key with sticky SIEM topics");
+    let used: std::collections::HashSet<i32> = sticky.0.values().copied().collect();
+    assert!(used.len() >= 2, "sticky moves over partitions with time: {used:?}");
+    let kept = same(&key_1.0, &sticky.0);
+    assert!(kept < events as usize * 9 / 10, "sticky does not follow the key: {kept} of {events} in the key's partition");
+}

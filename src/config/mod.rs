@@ -234,6 +234,24 @@ pub struct TopicsConfig {
     pub new_topic_partitions: i32,
     /// Replication factor of created topics; -1 takes the broker's `default.replication.factor`. Default -1.
     pub new_topic_replication_factor: i32,
+    /// How SIEM records (keyed by event id) are spread over their topic's partitions. Default `sticky`.
+    pub siem_partitioning: Partitioning,
+    /// How records keyed by trace id (alerts, sequences, late events, routes, enriched) are spread
+    /// over their topic's partitions. Default `key`.
+    pub trace_partitioning: Partitioning,
+}
+
+/// How an output topic's records are spread over its partitions (`docs/operations.md`,
+/// "Partitioning").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// By a hash of the key (librdkafka's `partitioner`): a key always lands in one partition.
+    Key,
+    /// All of a topic's records go to one partition for 10 ms, then to the next, round robin: one
+    /// produce batch per topic and linger interval instead of one per partition (librdkafka sends
+    /// a request per partition batch). Keys are still written; they do not choose the partition.
+    Sticky,
 }
 
 impl Default for TopicsConfig {
@@ -252,6 +270,8 @@ impl Default for TopicsConfig {
             create_missing: true,
             new_topic_partitions: -1,
             new_topic_replication_factor: -1,
+            siem_partitioning: Partitioning::Sticky,
+            trace_partitioning: Partitioning::Key,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod publish;
 pub mod registry;
 pub mod restore;
 pub mod run;
+pub mod sticky;
 pub mod txn;
 
 use rdkafka::ClientConfig;

@@ -36,9 +36,10 @@ use super::group::{self, GroupWatch, Stuck};
 use super::meters::{Meters, OutputTopic};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::registry::{Registry, RegistryError};
+use super::sticky::{self, Sticky};
 use super::txn::{Failure, Transactions};
 use super::{consumer_config, producer_config};
-use crate::config::{Config, DeliveryMode, KafkaConfig};
+use crate::config::{Config, DeliveryMode, KafkaConfig, Partitioning};
 use crate::metrics::Health;
 use crate::model::{Output, SourceRecord};
 use crate::pipeline::{dlq_headers, Pipeline};
@@ -343,6 +344,8 @@ struct Runner {
     meters: Meters,
     /// Topic names shared by the offset bookkeeping (one allocation per topic, not per record).
     topic_names: HashMap<String, Arc<str>>,
+    /// Partitions of the SIEM topics by time (`siem.partitioning = "sticky"`); `None`: by key.
+    sticky: Option<Sticky>,
 }
 
 /// The shared name of `topic`.
@@ -472,6 +475,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         repartition: None,
         meters: Meters::new(),
         topic_names: HashMap::new(),
+        sticky: None,
         last_full_commit: std::time::Instant::now(),
     };
     runner.catalog.loaded = runner.catalog.modified();
@@ -552,6 +556,12 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         info!(message = "Input is not keyed by trace: valid records are re-keyed through the repartition topic.", %topic);
     }
     runner.repartition = repartition.clone();
+    let sticky_topics = runner
+        .pipeline
+        .sticky_topics(config.topics.siem_partitioning == Partitioning::Sticky, config.topics.trace_partitioning == Partitioning::Sticky);
+    if !sticky_topics.is_empty() {
+        runner.sticky = Some(sticky_partitions(&runner.producer, &sticky_topics).await?);
+    }
     let mut inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     inputs.extend(repartition.as_deref());
     runner.consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
@@ -885,7 +895,8 @@ impl Runner {
             };
             let id = self.in_flight.insert(Tag { holds, topic: self.meters.output(&output.topic), sent, epoch });
             loop {
-                match send(&self.producer, output, id) {
+                let partition = self.sticky.as_ref().and_then(|sticky| sticky.partition(&output.topic, sent));
+                match send(&self.producer, output, id, partition) {
                     Ok(()) => break,
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // The producer queue is the bound: wait for a delivery, then retry.
@@ -1377,6 +1388,22 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
     Ok(missing)
 }
 
+/// Sticky partitioning for `topics`, with their partition counts from the
+/// cluster's metadata (they exist by now).
+async fn sticky_partitions(producer: &Producer, topics: &[String]) -> Result<Sticky, RunError> {
+    let client = producer.clone();
+    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
+        .await
+        .expect("metadata task")
+        .map_err(|source| RunError::Kafka { context: "reading topic metadata", source })?;
+    let counts: Vec<(String, usize)> = topics
+        .iter()
+        .map(|topic| (topic.clone(), metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())))
+        .collect();
+    info!(message = "Sticky partitioning.", topics = ?counts, window_ms = sticky::WINDOW.as_millis() as u64);
+    Ok(Sticky::new(counts, std::time::Instant::now()))
+}
+
 /// Forgets what was read from partitions revoked since the last call: their records still in
 /// the backlog (not processed, so not committed: the partition's next owner, maybe this instance
 /// again, reads them from the committed offset) and their windows. Processing them would write
@@ -1434,8 +1461,9 @@ fn dlq_code(output: &Output) -> String {
         .unwrap_or_default()
 }
 
-/// Queues `output` with its in-flight `id`, which its delivery report carries.
-fn send(producer: &Producer, output: &Output, id: usize) -> Result<(), KafkaError> {
+/// Queues `output` with its in-flight `id`, which its delivery report carries, to
+/// `output.partition`, else `partition`, else the partition of its key's hash.
+fn send(producer: &Producer, output: &Output, id: usize, partition: Option<i32>) -> Result<(), KafkaError> {
     let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&output.topic, id);
     // Most outputs have no headers: skip librdkafka's header list allocation for them.
     if !output.headers.is_empty() {
@@ -1454,7 +1482,7 @@ fn send(producer: &Producer, output: &Output, id: usize) -> Result<(), KafkaErro
     if let Some(ts) = output.timestamp_ms {
         record = record.timestamp(ts);
     }
-    if let Some(partition) = output.partition {
+    if let Some(partition) = output.partition.or(partition) {
         record = record.partition(partition);
     }
     producer.send(record).map_err(|(error, _)| error)
@@ -1472,9 +1500,10 @@ fn resend(producer: &Producer, message: &OwnedMessage, id: usize) -> Result<(), 
             .unwrap_or_default(),
         timestamp_ms: message.timestamp().to_millis(),
         holds: Vec::new(),
-        partition: None,
+        // The partition it was sent to: a resend keeps a SIEM record where sticky put it.
+        partition: Some(message.partition()).filter(|p| *p >= 0),
     };
-    send(producer, &output, id)
+    send(producer, &output, id, None)
 }
 
 /// Commits the given offsets; `CommitMode::Sync` blocks, so call it off the runtime threads.

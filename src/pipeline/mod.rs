@@ -332,6 +332,34 @@ impl Pipeline {
         &mut self.schemas
     }
 
+    /// The output topics to partition sticky (`docs/operations.md`, "Partitioning"): the SIEM
+    /// topics if `siem`, the topics keyed by trace id if `traces`. Never the dead-letter topic
+    /// (original keys) nor, in passthrough mode, the copy (the baseline keeps the input's
+    /// partitioning).
+    pub fn sticky_topics(&self, siem: bool, traces: bool) -> Vec<String> {
+        if self.settings.passthrough.is_some() {
+            return Vec::new();
+        }
+        let mut topics = Vec::new();
+        if siem {
+            topics.extend(self.siem_topics.iter().cloned());
+        }
+        if traces {
+            topics.push(self.settings.topics.alerts.clone());
+            topics.extend(self.settings.enriched_topic.iter().cloned());
+            topics.extend(self.settings.routes.iter().map(|r| r.topic.clone()));
+            if self.windows.is_some() {
+                topics.push(self.settings.sequences_topic.clone());
+            }
+            if let Some((_, late)) = &self.summary_avro {
+                topics.push(late.clone());
+            }
+        }
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// Every topic this pipeline may write to, for start-up checks.
     pub fn output_topics(&self) -> Vec<String> {
         if let Some(topic) = &self.settings.passthrough {

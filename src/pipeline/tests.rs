@@ -280,3 +280,20 @@ fn event_times_far_ahead_of_the_clock_are_not_used_as_timestamps() {
     assert_eq!(stamp(&mut pipeline, T0 - MAX_STAMP_AHEAD_MS - 1), None, "beyond it: the send time");
     assert_eq!(stamp(&mut pipeline, T0 + 86_400_000), Some(T0), "old events keep their time");
 }
+
+#[test]
+fn sticky_topics_are_the_siem_ones_and_on_request_the_trace_keyed_ones() {
+    let mut config = Config::default();
+    config.siem.formats = vec!["ecs".into(), "cef".into()];
+    config.routes = vec![crate::config::RouteConfig { name: "r".into(), topic: "audit.r".into(), when: "result = denied".into() }];
+    let pipeline = Pipeline::new(config.pipeline_settings());
+    let siem = vec!["audit.siem.cef".to_owned(), "audit.siem.ecs".to_owned()];
+    assert_eq!(pipeline.sticky_topics(true, false), siem);
+    assert_eq!(pipeline.sticky_topics(false, false), Vec::<String>::new());
+    let all = pipeline.sticky_topics(true, true);
+    assert_eq!(all, ["audit.alerts", "audit.r", "audit.sequences", "audit.siem.cef", "audit.siem.ecs"]);
+    assert!(!all.contains(&config.topics.dead_letter), "dead letters keep their original keys' partitions");
+    config.passthrough.topic = Some("copy".into());
+    let passthrough = Pipeline::new(config.pipeline_settings());
+    assert!(passthrough.sticky_topics(true, true).is_empty(), "the baseline copies with the input's partitioning");
+}
