@@ -8,7 +8,7 @@
 //!   constants and go out as they are, string values go through [`string`] (or [`escape_into`]
 //!   for values written in pieces). The SIEM encoders, trace summaries and rule hits use it; it
 //!   is about twice as fast as driving a serde serializer, which escapes every key and
-//!   dispatches per field (`docs/benchmarks.md`).
+//!   dispatches per field (`docs/benchmarks-history.md`).
 //! - [`write`] serializes any `Serialize` value with `sonic-rs` (whose serde serializer writes
 //!   the same bytes as `serde_json`'s, with SIMD string scanning): records built less often
 //!   (deny alerts, late events, enriched JSON), single strings, and arbitrary JSON values

@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 /// glibc malloc was the largest item of a `perf` profile of `run` (about 17 % of samples across
-/// malloc, free and consolidation); mimalloc is the allocator (`docs/benchmarks.md`).
+/// malloc, free and consolidation); mimalloc is the allocator (`docs/benchmarks-history.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -32,7 +32,7 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         // Statistics feed the consumer lag gauge.
         .set("statistics.interval.ms", "5000")
         // Prefetch up to 32 MiB (librdkafka: 64 MiB): with the producer's 32 MiB below, all eight
-        // formats stay under 256 MiB peak RSS at unchanged throughput (`docs/benchmarks.md`).
+        // formats stay under 256 MiB peak RSS at unchanged throughput (`docs/benchmarks-history.md`).
         .set("queued.max.messages.kbytes", "32768");
     for (key, value) in kafka.properties.iter().chain(&kafka.consumer_properties) {
         config.set(key, value);
