@@ -344,7 +344,8 @@ struct Runner {
     meters: Meters,
     /// Topic names shared by the offset bookkeeping (one allocation per topic, not per record).
     topic_names: HashMap<String, Arc<str>>,
-    /// Partitions of the SIEM topics by time (`siem.partitioning = "sticky"`); `None`: by key.
+    /// Partitions by time for the topics partitioned sticky (`topics.siem_partitioning`,
+    /// `topics.trace_partitioning`; `docs/operations.md`, "Partitioning"); `None`: all by key.
     sticky: Option<Sticky>,
 }
 
@@ -1388,8 +1389,8 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
     Ok(missing)
 }
 
-/// Sticky partitioning for `topics`, with their partition counts from the
-/// cluster's metadata (they exist by now).
+/// Sticky partitioning for `topics`, with their partition counts from the cluster's metadata
+/// (they exist by now).
 async fn sticky_partitions(producer: &Producer, topics: &[String]) -> Result<Sticky, RunError> {
     let client = producer.clone();
     let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
