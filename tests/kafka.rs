@@ -241,28 +241,7 @@ async fn until_caught_up_stops_after_every_record_is_out() {
     let dir = tempfile::tempdir().unwrap();
     let group = unique("group");
     let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
-    let log = dir.path().join("until-caught-up.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(&config)
-        .env("AUDITFLOW_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running 90 s after start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "exited with {status}:\n{text}");
+    let text = catch_up(&config);
     assert!(text.contains("Caught up with every assigned partition"), "{text}");
     assert_eq!(read_all(&format!("{prefix}ecs")).len(), events as usize, "one ECS record per event");
     assert_eq!(committed_total(&group, &raw, 4), i64::from(events), "offsets committed to the end of every partition");

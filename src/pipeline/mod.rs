@@ -340,20 +340,9 @@ impl Pipeline {
         if self.settings.passthrough.is_some() {
             return Vec::new();
         }
-        let mut topics = Vec::new();
+        let mut topics = if traces { self.trace_keyed_topics() } else { Vec::new() };
         if siem {
             topics.extend(self.siem_topics.iter().cloned());
-        }
-        if traces {
-            topics.push(self.settings.topics.alerts.clone());
-            topics.extend(self.settings.enriched_topic.iter().cloned());
-            topics.extend(self.settings.routes.iter().map(|r| r.topic.clone()));
-            if self.windows.is_some() {
-                topics.push(self.settings.sequences_topic.clone());
-            }
-            if let Some((_, late)) = &self.summary_avro {
-                topics.push(late.clone());
-            }
         }
         topics.sort();
         topics.dedup();
@@ -365,8 +354,15 @@ impl Pipeline {
         if let Some(topic) = &self.settings.passthrough {
             return vec![topic.clone()];
         }
-        let mut topics = vec![self.settings.topics.alerts.clone(), self.settings.topics.dead_letter.clone()];
+        let mut topics = self.trace_keyed_topics();
+        topics.push(self.settings.topics.dead_letter.clone());
         topics.extend(self.siem_topics.iter().cloned());
+        topics
+    }
+
+    /// The outputs keyed by trace id: alerts, enriched records, routes, sequences, late events.
+    fn trace_keyed_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.settings.topics.alerts.clone()];
         topics.extend(self.settings.enriched_topic.iter().cloned());
         topics.extend(self.settings.routes.iter().map(|r| r.topic.clone()));
         if self.windows.is_some() {
