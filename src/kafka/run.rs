@@ -690,10 +690,7 @@ impl Runner {
     async fn stuck_in_group(&mut self) -> Option<Stuck> {
         let context = self.consumer.context();
         let stuck = context.stuck.lock().expect("stuck lock").take()?;
-        let client = self.producer.clone();
-        let answered =
-            tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT)).await.expect("metadata task");
-        match answered {
+        match cluster_metadata(&self.producer).await {
             Ok(_) => Some(stuck),
             Err(error) => {
                 warn!(message = "The consumer is out of its group and no broker answers; waiting for the cluster.", %error);
@@ -895,8 +892,8 @@ impl Runner {
                     .collect()
             };
             let id = self.in_flight.insert(Tag { holds, topic: self.meters.output(&output.topic), sent, epoch });
+            let partition = self.sticky.as_ref().and_then(|sticky| sticky.partition(&output.topic, sent));
             loop {
-                let partition = self.sticky.as_ref().and_then(|sticky| sticky.partition(&output.topic, sent));
                 match send(&self.producer, output, id, partition) {
                     Ok(()) => break,
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
@@ -1309,12 +1306,8 @@ impl Runner {
 /// many partitions as the largest input topic when `missing`, or checks that the existing one has
 /// enough partitions.
 async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, missing: bool, compact: bool) -> Result<(), RunError> {
-    let client = producer.clone();
-    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
-        .await
-        .expect("metadata task")
-        .map_err(|source| RunError::Kafka { context: "reading topic metadata", source })?;
-    let count = |name: &str| metadata.topics().iter().find(|t| t.name() == name).map_or(0, |t| t.partitions().len());
+    let metadata = cluster_metadata(producer).await.map_err(|source| RunError::Kafka { context: "reading topic metadata", source })?;
+    let count = |name: &str| partition_count(&metadata, name);
     let needed = config.topics.input.iter().map(|t| count(t)).max().unwrap_or(1).max(1);
     if !missing {
         let have = count(changelog);
@@ -1371,9 +1364,7 @@ async fn create_topics(config: &Config, missing: &[String]) -> Result<(), RunErr
 
 /// Fetches cluster metadata (off the runtime threads); returns the topics that do not exist.
 async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &str, topics: &[String]) -> Result<Vec<String>, RunError> {
-    let client = producer.clone();
-    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT)).await.expect("metadata task");
-    let metadata = metadata.map_err(|error| {
+    let metadata = cluster_metadata(producer).await.map_err(|error| {
         if let Some(reason) = errors.authentication_failure() {
             return RunError::Authentication { bootstrap: bootstrap.to_owned(), reason };
         }
@@ -1389,18 +1380,22 @@ async fn check_cluster(producer: &Producer, errors: &ErrorContext, bootstrap: &s
     Ok(missing)
 }
 
+/// The cluster's metadata, all topics, fetched off the runtime threads.
+async fn cluster_metadata(producer: &Producer) -> Result<rdkafka::metadata::Metadata, KafkaError> {
+    let client = producer.clone();
+    tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT)).await.expect("metadata task")
+}
+
+/// How many partitions `topic` has in `metadata` (0 when it is not there).
+fn partition_count(metadata: &rdkafka::metadata::Metadata, topic: &str) -> usize {
+    metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+}
+
 /// Sticky partitioning for `topics`, with their partition counts from the cluster's metadata
 /// (they exist by now).
 async fn sticky_partitions(producer: &Producer, topics: &[String]) -> Result<Sticky, RunError> {
-    let client = producer.clone();
-    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, CONNECT_TIMEOUT))
-        .await
-        .expect("metadata task")
-        .map_err(|source| RunError::Kafka { context: "reading topic metadata", source })?;
-    let counts: Vec<(String, usize)> = topics
-        .iter()
-        .map(|topic| (topic.clone(), metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())))
-        .collect();
+    let metadata = cluster_metadata(producer).await.map_err(|source| RunError::Kafka { context: "reading topic metadata", source })?;
+    let counts: Vec<(String, usize)> = topics.iter().map(|topic| (topic.clone(), partition_count(&metadata, topic))).collect();
     info!(message = "Sticky partitioning.", topics = ?counts, window_ms = sticky::WINDOW.as_millis() as u64);
     Ok(Sticky::new(counts, std::time::Instant::now()))
 }

@@ -42,8 +42,9 @@ impl Sticky {
     /// The partition for a record of `topic` sent at `at`; `None` for a topic not handled here.
     pub fn partition(&self, topic: &str, at: Instant) -> Option<i32> {
         let (_, count, offset) = self.topics.iter().find(|(name, _, _)| name == topic)?;
-        let window = at.saturating_duration_since(self.start).as_millis() / WINDOW.as_millis();
-        let partition = (window + u128::from(*offset)) % u128::from(*count);
+        // u64 milliseconds last 584 million years; the u128 of `as_millis` is not needed.
+        let window = at.saturating_duration_since(self.start).as_millis() as u64 / WINDOW.as_millis() as u64;
+        let partition = (window + u64::from(*offset)) % u64::from(*count);
         // Below the count, a u32: fits an i32 as Kafka's partition counts do.
         Some(i32::try_from(partition).unwrap_or(0))
     }
