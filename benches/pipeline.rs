@@ -118,12 +118,18 @@ fn whole_pipeline(c: &mut Criterion) {
             ..SourceRecord::default()
         })
         .collect();
-    for (name, formats) in [
-        ("generated_stream_to_ecs", vec!["ecs".to_owned()]),
-        ("generated_stream_to_all_8", auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect()),
+    let all_8: Vec<String> = auditflow::config::KNOWN_FORMATS.iter().map(|f| f.to_string()).collect();
+    // The `_windows_off` variants are the same stream with `[window] enabled = false`: the cost
+    // of decode, validate, enrich, route and the formats alone, beside the default's.
+    for (name, formats, windows) in [
+        ("generated_stream_to_ecs", vec!["ecs".to_owned()], true),
+        ("generated_stream_to_all_8", all_8.clone(), true),
+        ("generated_stream_to_ecs_windows_off", vec!["ecs".to_owned()], false),
+        ("generated_stream_to_all_8_windows_off", all_8, false),
     ] {
         let mut config = Config::default();
         config.siem.formats = formats;
+        config.window.enabled = windows;
         let mut pipeline = Pipeline::new(config.pipeline_settings());
         let mut next = 0;
         group.bench_function(name, |b| {

@@ -247,6 +247,59 @@ async fn until_caught_up_stops_after_every_record_is_out() {
     assert_eq!(committed_total(&group, &raw, 4), i64::from(events), "offsets committed to the end of every partition");
 }
 
+/// Records larger than the producer may send (`message.max.bytes`, here 100,000) never stop the
+/// run (librdkafka refuses them at `produce()`, and a restart would meet them again): an event
+/// whose ECS document is too large is dead-lettered whole (`output.too_large`), a 300,000-byte
+/// malformed record is dead-lettered with the start of its bytes and its length, and the events
+/// around them come out as usual, with offsets committed to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
+    let raw = unique("raw");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    create_topics(&[&raw], 1).await;
+    let allowed = REFERENCE.lines().next().unwrap();
+    let event = |trace: &str, note: usize| {
+        let body = allowed.replacen("tr-8f2c7a91-2b14-4e8e", trace, 1);
+        assert!(body.ends_with('}'));
+        format!("{},\"note\":\"{}\"}}", &body[..body.len() - 1], "x".repeat(note)).into_bytes()
+    };
+    let (big_event, malformed) = (event("tr-big", 99_000), vec![b'!'; 300_000]);
+    let inputs = [
+        input(0, "tr-a", Some(&event("tr-a", 10))),
+        input(0, "tr-big", Some(&big_event)),
+        input(0, "junk", Some(&malformed)),
+        input(0, "tr-d", Some(&event("tr-d", 10))),
+    ];
+    produce(&raw, &inputs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let limited = with_kafka_settings(&config, "[kafka.producer_properties]\n\"message.max.bytes\" = \"100000\"\n", "");
+    std::fs::write(&config, limited).unwrap();
+    catch_up(&config);
+
+    let ecs = read_all(&format!("{prefix}ecs"));
+    let traces: Vec<String> = ecs
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["trace"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(traces, ["tr-a", "tr-d"], "the events that fit come out");
+    let letters = read_all(&dlq);
+    assert_eq!(letters.len(), 2, "one dead letter per record that could not go out");
+    let too_large = headers_of(&letters[0]);
+    assert_eq!(too_large["auditflow.error.code"], "output.too_large");
+    assert!(too_large["auditflow.error.message"].contains(&format!("left out: {prefix}ecs (")), "{too_large:?}");
+    assert_eq!(too_large["auditflow.source.offset"], "1");
+    assert_eq!(letters[0].payload(), Some(big_event.as_slice()), "the original bytes, whole");
+    let cut = headers_of(&letters[1]);
+    assert_eq!(cut["auditflow.error.code"], "decode.invalid_json");
+    assert_eq!(cut["auditflow.error.truncated"], "300000");
+    let kept = letters[1].payload().unwrap();
+    assert!(kept.len() > 90_000 && kept.len() < 100_000 && kept.iter().all(|b| *b == b'!'), "{}", kept.len());
+    assert_eq!(committed_total(&group, &raw, 1), 4, "offsets committed to the end");
+}
+
 /// `generate --topic --rate`: the latency benchmark's load. 1,500 events at 3,000 per second take
 /// at least half a second of send times (CreateTime, stamped at send), keyed by trace; as fast as
 /// possible (no `--rate`) the same events go out too. A slow machine can only stretch the span.

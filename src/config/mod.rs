@@ -627,6 +627,17 @@ impl Config {
         }
     }
 
+    /// The producer's `message.max.bytes` (from `kafka.producer_properties`, else
+    /// `kafka.properties`, else librdkafka's default, 1,000,000): the largest record auditflow
+    /// sends. Larger outputs become dead letters (`src/pipeline/limit.rs`).
+    pub fn max_message_bytes(&self) -> usize {
+        [&self.kafka.producer_properties, &self.kafka.properties]
+            .into_iter()
+            .find_map(|properties| properties.get("message.max.bytes"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
     /// Builds the core's settings.
     pub fn pipeline_settings(&self) -> PipelineSettings {
         let mut modes = vec!["fixed".to_owned(), "adaptive".to_owned()];
@@ -656,6 +667,7 @@ impl Config {
                 siem_prefix: self.topics.siem_prefix.clone(),
             },
             limits: DecodeLimits { max_record_bytes: self.limits.max_record_bytes },
+            max_output_bytes: self.max_message_bytes(),
             validate: ValidateSettings {
                 modes,
                 extra_results: self.validate.extra_results.clone(),
@@ -721,6 +733,16 @@ mod tests {
         assert_eq!(config.topics.input, ["audit.raw"]);
         let docker = Config::parse(include_str!("../../config/auditflow.docker.toml")).unwrap();
         docker.validate().unwrap();
+    }
+
+    #[test]
+    fn the_output_limit_is_the_producers_message_max_bytes() {
+        let mut config = Config::default();
+        assert_eq!(config.max_message_bytes(), 1_000_000, "librdkafka's default");
+        config.kafka.properties.insert("message.max.bytes".into(), "2000000".into());
+        assert_eq!(config.pipeline_settings().max_output_bytes, 2_000_000);
+        config.kafka.producer_properties.insert("message.max.bytes".into(), " 300000".into());
+        assert_eq!(config.max_message_bytes(), 300_000, "the producer's own setting wins");
     }
 
     #[test]

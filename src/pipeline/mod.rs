@@ -5,12 +5,15 @@
 //!             │ bad       │ bad            └─► route: denied ─► audit.alerts        (key: trace)
 //!             └───────────┴──► dead letter ─► audit.dlq (original key and bytes, error headers)
 //! ```
-//! Every record yields at least one output: a record is never dropped.
+//! Every record yields at least one output: a record is never dropped. Last, every output is
+//! checked against the producer's `message.max.bytes` ([`limit`]): what cannot be sent becomes a
+//! dead letter.
 
 pub mod changelog;
 pub mod decode;
 pub mod enrich;
 pub mod enriched;
+pub mod limit;
 pub mod reject;
 pub mod route;
 pub mod validate;
@@ -71,6 +74,9 @@ pub struct PipelineSettings {
     pub topics: Topics,
     /// Size limits checked before parsing.
     pub limits: DecodeLimits,
+    /// Largest record the producer sends (its `message.max.bytes`): larger outputs become dead
+    /// letters ([`limit`]).
+    pub max_output_bytes: usize,
     /// Field rules.
     pub validate: ValidateSettings,
     /// Severity by decision.
@@ -172,7 +178,8 @@ impl Pipeline {
         match self.windows.as_mut() {
             Some(windows) => {
                 let closed = windows.advance(now_ms);
-                self.window_outputs(closed)
+                let outputs = self.window_outputs(closed);
+                self.fit(outputs, None)
             }
             None => Vec::new(),
         }
@@ -183,7 +190,8 @@ impl Pipeline {
         match self.windows.as_mut() {
             Some(windows) => {
                 let closed = windows.flush_all();
-                self.window_outputs(closed)
+                let outputs = self.window_outputs(closed);
+                self.fit(outputs, None)
             }
             None => Vec::new(),
         }
@@ -283,7 +291,8 @@ impl Pipeline {
             Some(windows) => windows.restore(&enriched, now_ms),
             None => return Vec::new(),
         };
-        self.window_outputs(closed)
+        let outputs = self.window_outputs(closed);
+        self.fit(outputs, None)
     }
 
     /// Ends a restore: watermarks move to the restored events' times, and the windows they pass
@@ -292,7 +301,8 @@ impl Pipeline {
         match self.windows.as_mut() {
             Some(windows) => {
                 let closed = windows.finish_restore();
-                self.window_outputs(closed)
+                let outputs = self.window_outputs(closed);
+                self.fit(outputs, None)
             }
             None => Vec::new(),
         }
@@ -377,6 +387,13 @@ impl Pipeline {
     /// Processes one record read at `now_ms` (epoch milliseconds). Never fails: a bad record
     /// becomes a dead-letter output.
     pub fn process(&mut self, record: &SourceRecord, now_ms: i64) -> Outputs {
+        self.now_ms = now_ms;
+        let outputs = self.process_unchecked(record, now_ms);
+        self.fit(outputs, Some(record))
+    }
+
+    /// [`Pipeline::process`] before the size check.
+    fn process_unchecked(&mut self, record: &SourceRecord, now_ms: i64) -> Outputs {
         if let Some(topic) = &self.settings.passthrough {
             return vec![Output {
                 topic: topic.clone(),
@@ -399,11 +416,12 @@ impl Pipeline {
     /// `topic` with [`Pipeline::process`], sees every event of a trace in one partition. An
     /// invalid record is dead-lettered here, with its original position.
     pub fn repartition(&mut self, record: &SourceRecord, topic: &str, now_ms: i64) -> Outputs {
+        self.now_ms = now_ms;
         let trace = match self.decode_enrich(record, now_ms) {
             Ok(enriched) => enriched.event.trace,
-            Err(reject) => return vec![self.dead_letter(record, &reject, now_ms)],
+            Err(reject) => return self.fit(vec![self.dead_letter(record, &reject, now_ms)], Some(record)),
         };
-        vec![Output {
+        let outputs = vec![Output {
             topic: topic.to_owned(),
             key: Some(trace.into_bytes()),
             payload: record.payload.clone(),
@@ -411,7 +429,8 @@ impl Pipeline {
             timestamp_ms: record.timestamp_ms,
             holds: Vec::new(),
             partition: None,
-        }]
+        }];
+        self.fit(outputs, Some(record))
     }
 
     /// Decode, validate and enrich: the event of a record, or why it is rejected.
@@ -536,6 +555,75 @@ impl Pipeline {
             holds: Vec::new(),
             partition: None,
         }
+    }
+
+    /// Makes every output fit `max_output_bytes` ([`limit`]). `record` is the record whose
+    /// outputs these are (`None` for window outputs closed by time, flush or restore): its own
+    /// outputs (those without `holds`) that do not fit are left out and the record is
+    /// dead-lettered once, naming them; other outputs that do not fit are dead-lettered
+    /// themselves; dead letters are cut to fit.
+    fn fit(&self, outputs: Outputs, record: Option<&SourceRecord>) -> Outputs {
+        let max = self.settings.max_output_bytes;
+        if outputs.iter().all(|output| limit::wire_size(output) <= max) {
+            return outputs;
+        }
+        let mut kept = Vec::with_capacity(outputs.len() + 1);
+        let mut left_out = Vec::new();
+        for mut output in outputs {
+            let size = limit::wire_size(&output);
+            if size <= max {
+                kept.push(output);
+            } else if output.topic == self.settings.topics.dead_letter {
+                limit::truncate(&mut output, max);
+                kept.push(output);
+            } else if record.is_some() && output.holds.is_empty() {
+                left_out.push(format!("{} ({size} bytes)", output.topic));
+            } else {
+                kept.push(self.dead_letter_output(output, size));
+            }
+        }
+        if let (Some(record), false) = (record, left_out.is_empty()) {
+            let reject = Reject::new(
+                RejectCode::OutputTooLarge,
+                format!("outputs larger than the producer's message.max.bytes ({max}) left out: {}", left_out.join(", ")),
+            );
+            let mut letter = self.dead_letter(record, &reject, self.now_ms);
+            limit::truncate(&mut letter, max);
+            kept.push(letter);
+        }
+        kept
+    }
+
+    /// A window output too large to send, as a dead letter: its own key and bytes (cut to fit),
+    /// its destination in [`limit::OUTPUT_TOPIC`], and its `holds`, so the input offsets it
+    /// covers still wait for it.
+    fn dead_letter_output(&self, output: Output, size: usize) -> Output {
+        let max = self.settings.max_output_bytes;
+        let failed_at =
+            Utc.timestamp_millis_opt(self.now_ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default();
+        let mut headers = output.headers;
+        for (name, value) in [
+            (dlq_headers::CODE, RejectCode::OutputTooLarge.as_str().to_owned()),
+            (
+                dlq_headers::MESSAGE,
+                format!("a {size}-byte record for {} is larger than the producer's message.max.bytes ({max})", output.topic),
+            ),
+            (limit::OUTPUT_TOPIC, output.topic),
+            (dlq_headers::FAILED_AT, failed_at),
+        ] {
+            headers.push((name.to_owned(), Some(value.into_bytes())));
+        }
+        let mut letter = Output {
+            topic: self.settings.topics.dead_letter.clone(),
+            key: output.key,
+            payload: output.payload,
+            headers,
+            timestamp_ms: output.timestamp_ms,
+            holds: output.holds,
+            partition: None,
+        };
+        limit::truncate(&mut letter, max);
+        letter
     }
 }
 

@@ -54,6 +54,8 @@ pub enum RejectCode {
     FieldTooLong,
     /// A canonical field contains a control character.
     ControlCharacter,
+    /// An output of the record is larger than the producer can send (`message.max.bytes`).
+    OutputTooLarge,
 }
 
 impl RejectCode {
@@ -80,6 +82,7 @@ impl RejectCode {
         Self::EmptyTrace,
         Self::FieldTooLong,
         Self::ControlCharacter,
+        Self::OutputTooLarge,
     ];
 
     /// The code as it appears in headers and metrics, dotted snake_case (`stage.reason`).
@@ -106,6 +109,7 @@ impl RejectCode {
             Self::EmptyTrace => "validate.empty_trace",
             Self::FieldTooLong => "validate.field_too_long",
             Self::ControlCharacter => "validate.control_character",
+            Self::OutputTooLarge => "output.too_large",
         }
     }
 }

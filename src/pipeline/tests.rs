@@ -100,7 +100,131 @@ fn hostile_inputs_are_dead_lettered_with_their_code() {
             "{:?}",
             payload.map(|b| String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned())
         );
-        assert_eq!(outputs[0].payload.as_deref(), payload, "original bytes kept");
+        if payload.is_some_and(|p| p.len() >= 1_000_000) {
+            // Larger than the producer sends: the start of the value, and its length in a header.
+            let kept = outputs[0].payload.as_deref().unwrap();
+            assert_eq!(kept, &payload.unwrap()[..kept.len()]);
+            assert_eq!(header(&outputs[0], limit::TRUNCATED).map(str::parse::<usize>), Some(Ok(payload.unwrap().len())));
+            assert!(limit::wire_size(&outputs[0]) <= 1_000_000);
+        } else {
+            assert_eq!(outputs[0].payload.as_deref(), payload, "original bytes kept");
+        }
+    }
+}
+
+/// The value of header `name` of `output`, as text.
+fn header<'a>(output: &'a Output, name: &str) -> Option<&'a str> {
+    output.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
+}
+
+/// A pipeline whose producer sends records of at most `max` bytes (`message.max.bytes`).
+fn pipeline_sending_at_most(max: &str, windows: bool) -> Pipeline {
+    let mut config = Config::default();
+    config.kafka.producer_properties.insert("message.max.bytes".into(), max.into());
+    config.window.enabled = windows;
+    config.window.settings.gap_ms = 1000;
+    config.window.settings.allowed_lateness_ms = 0;
+    Pipeline::new(config.pipeline_settings())
+}
+
+/// The ALLOWED event, denied, with an extra field `note` of `n` bytes.
+fn denied_with_note(n: usize) -> Vec<u8> {
+    let text = String::from_utf8(ALLOWED.to_vec()).unwrap().replace("\"allowed\"", "\"denied\"");
+    format!("{},\"note\":\"{}\"}}", &text[..text.len() - 1], "x".repeat(n)).into_bytes()
+}
+
+/// Topics and sizes of the outputs of `event` when nothing limits them.
+fn unlimited_sizes(event: &[u8]) -> Vec<(String, usize)> {
+    let outputs = pipeline_sending_at_most("1000000000", false).process(&record(Some(event)), 0);
+    outputs.iter().map(|o| (o.topic.clone(), limit::wire_size(o))).collect()
+}
+
+#[test]
+fn outputs_too_large_to_send_are_left_out_and_the_record_dead_lettered_once() {
+    // The event fits, and so does its dead letter with its headers; its ECS document, which
+    // carries the note and more, does not.
+    let event = String::from_utf8(denied_with_note(99_000)).unwrap().replace("\"denied\"", "\"allowed\"").into_bytes();
+    let sizes = unlimited_sizes(&event);
+    assert_eq!(sizes.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["audit.siem.ecs"]);
+    assert!(sizes[0].1 > 100_000, "{sizes:?}");
+    let outputs = pipeline_sending_at_most("100000", false).process(&record(Some(&event)), 1_776_522_127_441);
+    let topics: Vec<&str> = outputs.iter().map(|o| o.topic.as_str()).collect();
+    assert_eq!(topics, ["audit.dlq"]);
+    let letter = &outputs[0];
+    assert_eq!(header(letter, dlq_headers::CODE), Some("output.too_large"));
+    assert_eq!(
+        header(letter, dlq_headers::MESSAGE),
+        Some(
+            format!("outputs larger than the producer's message.max.bytes (100000) left out: audit.siem.ecs ({} bytes)", sizes[0].1)
+                .as_str()
+        )
+    );
+    assert_eq!(letter.payload.as_deref(), Some(event.as_slice()), "the original bytes, whole: they fit");
+    assert_eq!(header(letter, limit::TRUNCATED), None);
+    assert_eq!(header(letter, dlq_headers::OFFSET), Some("42"));
+    assert_eq!(header(letter, dlq_headers::FAILED_AT), Some("2026-04-18T14:22:07.441Z"));
+}
+
+#[test]
+fn only_the_outputs_that_do_not_fit_are_left_out() {
+    let event = denied_with_note(3_000);
+    let sizes = unlimited_sizes(&event);
+    let (ecs, alert) = (sizes[0].1, sizes[1].1);
+    assert!(alert < ecs, "{sizes:?}");
+    let max = (alert + ecs) / 2;
+    let outputs = pipeline_sending_at_most(&max.to_string(), false).process(&record(Some(&event)), 0);
+    let topics: Vec<&str> = outputs.iter().map(|o| o.topic.as_str()).collect();
+    assert_eq!(topics, ["audit.alerts", "audit.dlq"]);
+    assert_eq!(
+        header(&outputs[1], dlq_headers::MESSAGE).unwrap(),
+        format!("outputs larger than the producer's message.max.bytes ({max}) left out: audit.siem.ecs ({ecs} bytes)")
+    );
+    assert_eq!(outputs[1].payload.as_deref(), Some(event.as_slice()));
+}
+
+#[test]
+fn a_summary_too_large_to_send_is_dead_lettered_with_its_destination_and_holds() {
+    const T0: i64 = 1_776_522_127_441;
+    let mut p = pipeline_sending_at_most("6000", true);
+    let mut summaries = Vec::new();
+    // Twenty steps of one trace make a summary of about 8 KB; the next trace's event, 10 s on,
+    // closes it.
+    for i in 0..20 {
+        let outputs = p.process(&traced("long", T0 + i * 100, i), 0);
+        assert!(outputs.iter().all(|o| o.topic == "audit.siem.ecs"), "{outputs:?}");
+    }
+    for output in p.process(&traced("next", T0 + 20_000, 20), 0) {
+        if output.topic != "audit.siem.ecs" {
+            summaries.push(output);
+        }
+    }
+    let [letter] = summaries.as_slice() else { panic!("one output besides ECS: {summaries:?}") };
+    assert_eq!(letter.topic, "audit.dlq");
+    assert_eq!(header(letter, dlq_headers::CODE), Some("output.too_large"));
+    assert_eq!(header(letter, limit::OUTPUT_TOPIC), Some("audit.sequences"));
+    assert_eq!(letter.key.as_deref(), Some(&b"long"[..]));
+    assert_eq!(letter.holds, [("audit.raw".to_owned(), 0, 0)], "the offsets it covers still wait for it");
+    let original: usize = header(letter, limit::TRUNCATED).unwrap().parse().unwrap();
+    assert!(original > 6_000);
+    let kept = std::str::from_utf8(letter.payload.as_deref().unwrap()).unwrap();
+    assert!(kept.starts_with("{\"kind\":\"trace_summary\""), "{kept}");
+    assert!(limit::wire_size(letter) <= 6_000);
+}
+
+proptest! {
+    /// Whatever the limit and the event, every output fits the limit and a record that loses an
+    /// output is dead-lettered.
+    #[test]
+    fn every_output_fits_the_producer(max in 1_000usize..20_000, note in 0usize..20_000, denied in any::<bool>()) {
+        let mut event = denied_with_note(note);
+        if !denied {
+            event = String::from_utf8(event).unwrap().replace("\"denied\"", "\"allowed\"").into_bytes();
+        }
+        let outputs = pipeline_sending_at_most(&max.to_string(), true).process(&record(Some(&event)), 0);
+        prop_assert!(outputs.iter().all(|o| limit::wire_size(o) <= max));
+        let full = pipeline_sending_at_most("1000000", true).process(&record(Some(&event)), 0);
+        let lost = full.iter().any(|o| limit::wire_size(o) > max);
+        prop_assert_eq!(outputs.iter().any(|o| o.topic == "audit.dlq"), lost);
     }
 }
 
