@@ -251,12 +251,15 @@ async fn until_caught_up_stops_after_every_record_is_out() {
 /// run (librdkafka refuses them at `produce()`, and a restart would meet them again): an event
 /// whose ECS document is too large is dead-lettered whole (`output.too_large`), a 300,000-byte
 /// malformed record is dead-lettered with the start of its bytes and its length, and the events
-/// around them come out as usual, with offsets committed to the end.
+/// around them come out as usual, with offsets committed to the end. An output topic that takes
+/// smaller batches than the producer builds (the alerts topic here) is named in a warning at start.
 #[tokio::test(flavor = "multi_thread")]
 async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
     let raw = unique("raw");
     let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
     create_topics(&[&raw], 1).await;
+    create_topic_with(&alerts, &[("max.message.bytes", "50000")]).await;
+    create_topic_with(&dlq, &[("max.message.bytes", "200000")]).await;
     let allowed = REFERENCE.lines().next().unwrap();
     let event = |trace: &str, note: usize| {
         let body = allowed.replacen("tr-8f2c7a91-2b14-4e8e", trace, 1);
@@ -277,7 +280,13 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
     let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
     let limited = with_kafka_settings(&config, "[kafka.producer_properties]\n\"message.max.bytes\" = \"100000\"\n", "");
     std::fs::write(&config, limited).unwrap();
-    catch_up(&config);
+    let log = catch_up(&config);
+    let warning = log
+        .lines()
+        .find(|line| line.contains("Output topics accept smaller batches than the producer builds"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains(&format!("topics={alerts} (50000)")) && warning.contains("producer_message_max_bytes=100000"), "{warning}");
+    assert!(!warning.contains(&dlq), "the dead-letter topic takes 200,000 bytes: {warning}");
 
     let ecs = read_all(&format!("{prefix}ecs"));
     let traces: Vec<String> = ecs

@@ -48,6 +48,20 @@ pub async fn create_topics(names: &[&str], partitions: i32) {
     }
 }
 
+/// Creates one topic with one partition and the topic configuration `configs`.
+pub async fn create_topic_with(name: &str, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+    let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics([&topic], &options).await.expect("create_topics request") {
+        result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code:?}"));
+    }
+}
+
 /// One record to publish.
 pub struct Input {
     /// Target partition.

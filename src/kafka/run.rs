@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt as _;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -529,6 +529,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     if !missing.is_empty() {
         create_topics(&config, &missing).await?;
     }
+    let outputs: Vec<String> =
+        wanted.iter().filter(|t| !config.topics.input.contains(t) && !internal_missing.contains(t)).cloned().collect();
+    warn_small_topic_limits(&config, &outputs).await;
     if exactly_once {
         ensure_internal(&config, &runner.producer, &changelog, internal_missing.contains(&changelog), true).await?;
         let timeout = Duration::from_millis(config.delivery.transaction_timeout_ms);
@@ -1336,6 +1339,41 @@ async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, 
         }
     }
     Ok(())
+}
+
+/// Warns about output topics whose `max.message.bytes` is below the producer's
+/// `message.max.bytes`: the broker refuses the batches the producer builds for them, and the
+/// refused records are retried without end (`docs/input.md`, "Records too large to send"). Only a
+/// warning: a topic that receives small records works. A failure to read the configs is logged.
+async fn warn_small_topic_limits(config: &Config, topics: &[String]) {
+    let producer_max = config.max_message_bytes();
+    let admin: AdminClient<DefaultClientContext> = match producer_config(&config.kafka).create() {
+        Ok(admin) => admin,
+        Err(error) => return debug!(message = "Could not read the topics' max.message.bytes.", %error),
+    };
+    let specifiers: Vec<ResourceSpecifier<'_>> = topics.iter().map(|topic| ResourceSpecifier::Topic(topic)).collect();
+    let options = AdminOptions::new().request_timeout(Some(CONNECT_TIMEOUT));
+    let results = match admin.describe_configs(&specifiers, &options).await {
+        Ok(results) => results,
+        Err(error) => return debug!(message = "Could not read the topics' max.message.bytes.", %error),
+    };
+    let small: Vec<String> = results
+        .iter()
+        .flatten()
+        .filter_map(|resource| {
+            let OwnedResourceSpecifier::Topic(name) = &resource.specifier else { return None };
+            let entry = resource.entries.iter().find(|entry| entry.name == "max.message.bytes")?;
+            let limit: usize = entry.value.as_deref()?.parse().ok()?;
+            (limit < producer_max).then(|| format!("{name} ({limit})"))
+        })
+        .collect();
+    if !small.is_empty() {
+        warn!(
+            message = "Output topics accept smaller batches than the producer builds: lower kafka.producer_properties.\"message.max.bytes\" or raise the topics' max.message.bytes.",
+            producer_message_max_bytes = producer_max,
+            topics = %small.join(", ")
+        );
+    }
 }
 
 /// Creates the missing output topics with the configured partitions and replication factor.
