@@ -837,7 +837,6 @@ impl Runner {
             if output.topic == self.dead_letter {
                 let code = dlq_code(output);
                 warn!(message = "Record dead-lettered.", topic = %record.topic, partition = record.partition, offset = record.offset, code = %code);
-                metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
             }
         }
         self.send_all(outputs, Some((&tp, record.offset))).await
@@ -878,6 +877,14 @@ impl Runner {
         // One send time for the record's outputs: they are sent together.
         let sent = std::time::Instant::now();
         for output in &outputs {
+            if output.topic == self.dead_letter {
+                let code = dlq_code(output);
+                if own.is_none() {
+                    // Not a record's: a window output too large to send (`pipeline::limit`).
+                    warn!(message = "Window output dead-lettered.", code = %code);
+                }
+                metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
+            }
             let holds: SmallVec<[(TopicPartition, i64); 1]> = if self.eos.is_some() {
                 SmallVec::new()
             } else if output.holds.is_empty() {
