@@ -39,22 +39,30 @@ pub fn wire_size(output: &Output) -> usize {
 
 /// Cuts a dead letter's value so that the record is at most `max` bytes, and adds the
 /// [`TRUNCATED`] header with the original length. When the key and headers alone leave no room,
-/// the source record's own headers go first (auditflow's `auditflow.*` headers stay), then the key.
+/// the source record's own headers go first (auditflow's `auditflow.*` headers stay), then the
+/// key, then every header but the code and the length.
 pub fn truncate(output: &mut Output, max: usize) {
     if wire_size(output) <= max {
         return;
     }
-    let mut payload = output.payload.take().unwrap_or_default();
-    output.headers.push((TRUNCATED.to_owned(), Some(payload.len().to_string().into_bytes())));
-    output.payload = Some(Vec::new());
+    // Measured without the value, which then gets the room left. A null value stays null.
+    let payload = output.payload.take();
+    let original = payload.as_ref().map_or(0, Vec::len);
+    output.headers.push((TRUNCATED.to_owned(), Some(original.to_string().into_bytes())));
     if wire_size(output) > max {
         output.headers.retain(|(name, _)| name.starts_with("auditflow."));
     }
     if wire_size(output) > max {
         output.key = None;
     }
-    payload.truncate(max.saturating_sub(wire_size(output)));
-    output.payload = Some(payload);
+    if wire_size(output) > max {
+        // Only a limit near librdkafka's minimum (1,000) gets here: the code and the length stay.
+        output.headers.retain(|(name, _)| name == super::dlq_headers::CODE || name == TRUNCATED);
+    }
+    output.payload = payload.map(|mut payload| {
+        payload.truncate(max.saturating_sub(wire_size(output)));
+        payload
+    });
 }
 
 #[cfg(test)]
@@ -113,5 +121,23 @@ mod tests {
         truncate(&mut letter, 300);
         assert!(wire_size(&letter) <= 300);
         assert_eq!(letter.key, None);
+    }
+
+    #[test]
+    fn a_null_value_stays_null() {
+        let mut tombstone = output(600, 0, &[("auditflow.error.code", 4)]);
+        tombstone.payload = None;
+        truncate(&mut tombstone, 300);
+        assert_eq!((tombstone.payload, tombstone.key), (None, None));
+        assert_eq!(tombstone.headers.last().unwrap(), &(TRUNCATED.to_owned(), Some(b"0".to_vec())));
+    }
+
+    #[test]
+    fn at_the_smallest_limit_the_code_and_the_length_remain() {
+        let mut letter = output(10, 5_000, &[("auditflow.error.code", 16), ("auditflow.error.message", 2_000)]);
+        truncate(&mut letter, 1_000);
+        assert_eq!(wire_size(&letter), 1_000);
+        let names: Vec<&str> = letter.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["auditflow.error.code", TRUNCATED]);
     }
 }
