@@ -287,6 +287,10 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(warning.contains(&format!("topics={alerts} (50000)")) && warning.contains("producer_message_max_bytes=100000"), "{warning}");
     assert!(!warning.contains(&dlq), "the dead-letter topic takes 200,000 bytes: {warning}");
+    // Two records dead-lettered within seconds: one warning line (rate limited, `kafka::log_limit`).
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("Record dead-lettered.")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("code=output.too_large") && lines[0].contains("not_logged_since_last=0"), "{}", lines[0]);
 
     let ecs = read_all(&format!("{prefix}ecs"));
     let traces: Vec<String> = ecs

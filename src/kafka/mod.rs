@@ -3,6 +3,7 @@
 
 pub mod deliveries;
 pub mod group;
+pub mod log_limit;
 pub mod meters;
 pub mod offsets;
 pub mod publish;

@@ -33,6 +33,7 @@ use tracing::{debug, error, info, warn};
 
 use super::deliveries::{DeliveryContext, InFlight, Report};
 use super::group::{self, GroupWatch, Stuck};
+use super::log_limit::LogLimit;
 use super::meters::{Meters, OutputTopic};
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::registry::{Registry, RegistryError};
@@ -347,6 +348,9 @@ struct Runner {
     /// Partitions by time for the topics partitioned sticky (`topics.siem_partitioning`,
     /// `topics.trace_partitioning`; `docs/operations.md`, "Partitioning"); `None`: all by key.
     sticky: Option<Sticky>,
+    /// Rate limits of the per-record warnings: dead letters, failed deliveries.
+    dead_letter_log: LogLimit,
+    delivery_log: LogLimit,
 }
 
 /// The shared name of `topic`.
@@ -477,6 +481,8 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         meters: Meters::new(),
         topic_names: HashMap::new(),
         sticky: None,
+        dead_letter_log: LogLimit::default(),
+        delivery_log: LogLimit::default(),
         last_full_commit: std::time::Instant::now(),
     };
     runner.catalog.loaded = runner.catalog.modified();
@@ -835,8 +841,17 @@ impl Runner {
         }
         for output in &outputs {
             if output.topic == self.dead_letter {
-                let code = dlq_code(output);
-                warn!(message = "Record dead-lettered.", topic = %record.topic, partition = record.partition, offset = record.offset, code = %code);
+                if let Some(left_out) = self.dead_letter_log.allow(std::time::Instant::now()) {
+                    let code = dlq_code(output);
+                    warn!(
+                        message = "Record dead-lettered.",
+                        topic = %record.topic,
+                        partition = record.partition,
+                        offset = record.offset,
+                        code = %code,
+                        not_logged_since_last = left_out
+                    );
+                }
             }
         }
         self.send_all(outputs, Some((&tp, record.offset))).await
@@ -881,7 +896,9 @@ impl Runner {
                 let code = dlq_code(output);
                 if own.is_none() {
                     // Not a record's: a window output too large to send (`pipeline::limit`).
-                    warn!(message = "Window output dead-lettered.", code = %code);
+                    if let Some(left_out) = self.dead_letter_log.allow(std::time::Instant::now()) {
+                        warn!(message = "Window output dead-lettered.", code = %code, not_logged_since_last = left_out);
+                    }
                 }
                 metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
             }
@@ -985,7 +1002,9 @@ impl Runner {
                     error!(message = "Producer fatal error.", %reason);
                     return Err(RunError::Kafka { context: "producer fatal error", source: KafkaError::MessageProduction(code) });
                 }
-                warn!(message = "Delivery failed; sending again.", topic = %tag.topic.name, %error);
+                if let Some(left_out) = self.delivery_log.allow(std::time::Instant::now()) {
+                    warn!(message = "Delivery failed; sending again.", topic = %tag.topic.name, %error, not_logged_since_last = left_out);
+                }
                 tag.topic.retries.increment(1);
                 let id = self.in_flight.insert(tag);
                 self.resend_later(id, message);
