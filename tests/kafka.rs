@@ -251,15 +251,14 @@ async fn until_caught_up_stops_after_every_record_is_out() {
 /// run (librdkafka refuses them at `produce()`, and a restart would meet them again): an event
 /// whose ECS document is too large is dead-lettered whole (`output.too_large`), a 300,000-byte
 /// malformed record is dead-lettered with the start of its bytes and its length, and the events
-/// around them come out as usual, with offsets committed to the end. An output topic that takes
-/// smaller batches than the producer builds (the alerts topic here) is named in a warning at start.
+/// around them come out as usual, with offsets committed to the end; in both delivery modes (in
+/// exactly-once mode a refused record used to abort every transaction, for ever). An output topic
+/// that takes smaller batches than the producer builds (the alerts topic here) is named in a
+/// warning at start.
 #[tokio::test(flavor = "multi_thread")]
 async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
     let raw = unique("raw");
-    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
     create_topics(&[&raw], 1).await;
-    create_topic_with(&alerts, &[("max.message.bytes", "50000")]).await;
-    create_topic_with(&dlq, &[("max.message.bytes", "200000")]).await;
     let allowed = REFERENCE.lines().next().unwrap();
     let event = |trace: &str, note: usize| {
         let body = allowed.replacen("tr-8f2c7a91-2b14-4e8e", trace, 1);
@@ -276,41 +275,54 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
     produce(&raw, &inputs).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let group = unique("group");
-    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
-    let limited = with_kafka_settings(&config, "[kafka.producer_properties]\n\"message.max.bytes\" = \"100000\"\n", "");
-    std::fs::write(&config, limited).unwrap();
-    let log = catch_up(&config);
-    let warning = log
-        .lines()
-        .find(|line| line.contains("Output topics accept smaller batches than the producer builds"))
-        .unwrap_or_else(|| panic!("{log}"));
-    assert!(warning.contains(&format!("topics={alerts} (50000)")) && warning.contains("producer_message_max_bytes=100000"), "{warning}");
-    assert!(!warning.contains(&dlq), "the dead-letter topic takes 200,000 bytes: {warning}");
-    // Two records dead-lettered within seconds: one warning line (rate limited, `kafka::log_limit`).
-    let lines: Vec<&str> = log.lines().filter(|line| line.contains("Record dead-lettered.")).collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("code=output.too_large") && lines[0].contains("not_logged_since_last=0"), "{}", lines[0]);
+    for mode in ["at-least-once", "exactly-once"] {
+        let (alerts, dlq, prefix) = (format!("{raw}.{mode}.alerts"), format!("{raw}.{mode}.dlq"), format!("{raw}.{mode}.siem."));
+        create_topic_with(&alerts, &[("max.message.bytes", "50000")]).await;
+        create_topic_with(&dlq, &[("max.message.bytes", "200000")]).await;
+        let group = unique("group");
+        let run_dir = dir.path().join(mode);
+        std::fs::create_dir(&run_dir).unwrap();
+        let config = write_config(&run_dir, &group, &raw, &alerts, &dlq, &prefix);
+        let limited = with_kafka_settings(&config, "[kafka.producer_properties]\n\"message.max.bytes\" = \"100000\"\n", "");
+        std::fs::write(&config, limited).unwrap();
+        if mode == "exactly-once" {
+            make_exactly_once(&config, &unique("txn"));
+        }
+        let log = catch_up(&config);
+        let warning = log
+            .lines()
+            .find(|line| line.contains("Output topics accept smaller batches than the producer builds"))
+            .unwrap_or_else(|| panic!("{mode}: {log}"));
+        assert!(
+            warning.contains(&format!("topics={alerts} (50000)")) && warning.contains("producer_message_max_bytes=100000"),
+            "{warning}"
+        );
+        assert!(!warning.contains(&dlq), "the dead-letter topic takes 200,000 bytes: {warning}");
+        // Two records dead-lettered within seconds: one warning line (rate limited, `kafka::log_limit`).
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains("Record dead-lettered.")).collect();
+        assert_eq!(lines.len(), 1, "{mode}: {lines:?}");
+        assert!(lines[0].contains("code=output.too_large") && lines[0].contains("not_logged_since_last=0"), "{}", lines[0]);
 
-    let ecs = read_all(&format!("{prefix}ecs"));
-    let traces: Vec<String> = ecs
-        .iter()
-        .map(|m| serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["trace"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(traces, ["tr-a", "tr-d"], "the events that fit come out");
-    let letters = read_all(&dlq);
-    assert_eq!(letters.len(), 2, "one dead letter per record that could not go out");
-    let too_large = headers_of(&letters[0]);
-    assert_eq!(too_large["auditflow.error.code"], "output.too_large");
-    assert!(too_large["auditflow.error.message"].contains(&format!("left out: {prefix}ecs (")), "{too_large:?}");
-    assert_eq!(too_large["auditflow.source.offset"], "1");
-    assert_eq!(letters[0].payload(), Some(big_event.as_slice()), "the original bytes, whole");
-    let cut = headers_of(&letters[1]);
-    assert_eq!(cut["auditflow.error.code"], "decode.invalid_json");
-    assert_eq!(cut["auditflow.error.truncated"], "300000");
-    let kept = letters[1].payload().unwrap();
-    assert!(kept.len() > 90_000 && kept.len() < 100_000 && kept.iter().all(|b| *b == b'!'), "{}", kept.len());
-    assert_eq!(committed_total(&group, &raw, 1), 4, "offsets committed to the end");
+        let ecs = read_all(&format!("{prefix}ecs"));
+        let traces: Vec<String> = ecs
+            .iter()
+            .map(|m| serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["trace"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(traces, ["tr-a", "tr-d"], "{mode}: the events that fit come out");
+        let letters = read_all(&dlq);
+        assert_eq!(letters.len(), 2, "{mode}: one dead letter per record that could not go out");
+        let too_large = headers_of(&letters[0]);
+        assert_eq!(too_large["auditflow.error.code"], "output.too_large");
+        assert!(too_large["auditflow.error.message"].contains(&format!("left out: {prefix}ecs (")), "{too_large:?}");
+        assert_eq!(too_large["auditflow.source.offset"], "1");
+        assert_eq!(letters[0].payload(), Some(big_event.as_slice()), "{mode}: the original bytes, whole");
+        let cut = headers_of(&letters[1]);
+        assert_eq!(cut["auditflow.error.code"], "decode.invalid_json");
+        assert_eq!(cut["auditflow.error.truncated"], "300000");
+        let kept = letters[1].payload().unwrap();
+        assert!(kept.len() > 90_000 && kept.len() < 100_000 && kept.iter().all(|b| *b == b'!'), "{}", kept.len());
+        assert_eq!(committed_total(&group, &raw, 1), 4, "{mode}: offsets committed to the end");
+    }
 }
 
 /// `generate --topic --rate`: the latency benchmark's load. 1,500 events at 3,000 per second take
