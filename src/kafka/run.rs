@@ -210,6 +210,16 @@ impl RunContext {
 }
 
 impl ClientContext for RunContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // With `--until-caught-up` (`enable.partition.eof`) librdkafka also reports each
+        // partition's end here, besides in the message stream, where the run loop handles it:
+        // not an error.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return debug!(message = "End of a partition reached.", reason);
+        }
+        error!(message = "Kafka client error.", %error, reason);
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         if let Some(sample) = group::sample(&statistics) {
             metrics::gauge!("auditflow_consumer_group_steady").set(if sample.join_state == "steady" { 1.0 } else { 0.0 });
