@@ -273,7 +273,11 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
         input(0, "tr-big", Some(&big_event)),
         input(0, "junk", Some(&malformed)),
         input(0, "tr-d", Some(&event("tr-d", 10))),
-    ];
+    ]
+    .into_iter()
+    // Ten small malformed records: twelve dead letters in all, for the rate-limited warning.
+    .chain((0..10).map(|_| input(0, "junk", Some(b"{bad"))))
+    .collect::<Vec<_>>();
     produce(&raw, &inputs).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -300,9 +304,10 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
             "{warning}"
         );
         assert!(!warning.contains(&dlq), "the dead-letter topic takes 200,000 bytes: {warning}");
-        // Two records dead-lettered within seconds: one warning line (rate limited, `kafka::log_limit`).
+        // Twelve records dead-lettered within seconds: five warning lines (rate limited,
+        // `kafka::log_limit`), the first for the record too large to send.
         let lines: Vec<&str> = log.lines().filter(|line| line.contains("Record dead-lettered.")).collect();
-        assert_eq!(lines.len(), 1, "{mode}: {lines:?}");
+        assert_eq!(lines.len(), 5, "{mode}: {lines:?}");
         assert!(lines[0].contains("code=output.too_large") && lines[0].contains("not_logged_since_last=0"), "{}", lines[0]);
 
         let ecs = read_all(&format!("{prefix}ecs"));
@@ -312,7 +317,7 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
             .collect();
         assert_eq!(traces, ["tr-a", "tr-d"], "{mode}: the events that fit come out");
         let letters = read_all(&dlq);
-        assert_eq!(letters.len(), 2, "{mode}: one dead letter per record that could not go out");
+        assert_eq!(letters.len(), 12, "{mode}: one dead letter per record that could not go out");
         let too_large = headers_of(&letters[0]);
         assert_eq!(too_large["auditflow.error.code"], "output.too_large");
         assert!(too_large["auditflow.error.message"].contains(&format!("left out: {prefix}ecs (")), "{too_large:?}");
@@ -323,7 +328,7 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
         assert_eq!(cut["auditflow.error.truncated"], "300000");
         let kept = letters[1].payload().unwrap();
         assert!(kept.len() > 90_000 && kept.len() < 100_000 && kept.iter().all(|b| *b == b'!'), "{}", kept.len());
-        assert_eq!(committed_total(&group, &raw, 1), 4, "{mode}: offsets committed to the end");
+        assert_eq!(committed_total(&group, &raw, 1), 14, "{mode}: offsets committed to the end");
     }
 }
 
