@@ -455,7 +455,6 @@ impl Pipeline {
     fn process_valid(&mut self, record: &SourceRecord, now_ms: i64) -> Result<Outputs, Reject> {
         let enriched = self.decode_enrich(record, now_ms)?;
         let mut outputs = Vec::with_capacity(self.siem_topics.len() + 1);
-        self.now_ms = now_ms;
         let stamp = self.stamp(enriched.event.ts_ms);
         let event_key = enriched.event_id.as_bytes().to_vec();
         // What several formats write alike (the message), rendered once for all of them.
@@ -533,8 +532,7 @@ impl Pipeline {
 
     /// The dead-letter record for `record`: original key, value and headers, plus error headers.
     fn dead_letter(&self, record: &SourceRecord, reject: &Reject, now_ms: i64) -> Output {
-        let failed_at =
-            Utc.timestamp_millis_opt(now_ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default();
+        let failed_at = failed_at(now_ms);
         let mut headers = record.headers.clone();
         for (name, value) in [
             (dlq_headers::CODE, reject.code.as_str().to_owned()),
@@ -599,8 +597,7 @@ impl Pipeline {
     /// covers still wait for it.
     fn dead_letter_output(&self, output: Output, size: usize) -> Output {
         let max = self.settings.max_output_bytes;
-        let failed_at =
-            Utc.timestamp_millis_opt(self.now_ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default();
+        let failed_at = failed_at(self.now_ms);
         let mut headers = output.headers;
         for (name, value) in [
             (dlq_headers::CODE, RejectCode::OutputTooLarge.as_str().to_owned()),
@@ -625,6 +622,11 @@ impl Pipeline {
         limit::truncate(&mut letter, max);
         letter
     }
+}
+
+/// The `auditflow.failed.at` header value for wall time `now_ms`: RFC 3339 UTC, milliseconds.
+fn failed_at(now_ms: i64) -> String {
+    Utc.timestamp_millis_opt(now_ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
 }
 
 #[cfg(test)]
