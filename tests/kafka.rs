@@ -6,6 +6,8 @@ use std::time::Duration;
 use apache_avro::Schema;
 use auditflow::config::RegistryConfig;
 use auditflow::kafka::registry::{Registry, RegistryError};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use crate::util::*;
@@ -330,6 +332,60 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
         assert!(kept.len() > 90_000 && kept.len() < 100_000 && kept.iter().all(|b| *b == b'!'), "{}", kept.len());
         assert_eq!(committed_total(&group, &raw, 1), 14, "{mode}: offsets committed to the end");
     }
+}
+
+/// Sticky partitioning takes up partitions added to a SIEM topic while auditflow runs (from the
+/// producer's metadata, refreshed here every second instead of every 5 minutes): after the ECS
+/// topic grows from 1 partition to 3, the next events are spread over the new partitions too,
+/// and every event comes out once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_partitioning_takes_up_partitions_added_while_running() {
+    let raw = unique("raw");
+    let prefix = format!("{raw}.siem.");
+    let ecs = format!("{prefix}ecs");
+    create_topics(&[&raw, &ecs], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &unique("group"), &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &prefix);
+    let fast = "[kafka.producer_properties]\n\"topic.metadata.refresh.interval.ms\" = \"1000\"\n\"statistics.interval.ms\" = \"1000\"\n";
+    std::fs::write(&config, with_kafka_settings(&config, fast, "")).unwrap();
+    let allowed = REFERENCE.lines().next().unwrap();
+    let events = |range: std::ops::Range<usize>| -> Vec<Input> {
+        range
+            .map(|i| {
+                let trace = format!("tr-grow-{i}");
+                input(0, &trace, Some(allowed.replacen("tr-8f2c7a91-2b14-4e8e", &trace, 1).as_bytes()))
+            })
+            .collect()
+    };
+    let await_ecs = |count: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while read_all(&ecs).len() < count {
+            assert!(std::time::Instant::now() < deadline, "{count} ECS records not out in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let app = Auditflow::start(&config);
+    produce(&raw, &events(0..200)).await;
+    await_ecs(200);
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let grown = admin.create_partitions([&NewPartitions::new(&ecs, 3)], &AdminOptions::new()).await.unwrap();
+    assert!(grown.iter().all(Result::is_ok), "{grown:?}");
+    await_log(&app.log, "Sticky partitioning: the topic has more partitions now.", Duration::from_secs(30));
+    produce(&raw, &events(200..3_000)).await;
+    await_ecs(3_000);
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains(&format!("topic={ecs} partitions=3")), "{log}");
+
+    let records = read_all(&ecs);
+    assert_eq!(records.len(), 3_000, "every event once");
+    let ids: std::collections::HashSet<&[u8]> = records.iter().map(|m| m.key().unwrap()).collect();
+    assert_eq!(ids.len(), 3_000, "one record per event id");
+    let mut per_partition = [0usize; 3];
+    for record in &records {
+        per_partition[record.partition() as usize] += 1;
+    }
+    assert!(per_partition[1] + per_partition[2] > 0, "the new partitions are used: {per_partition:?}");
 }
 
 /// `generate --topic --rate`: the latency benchmark's load. 1,500 events at 3,000 per second take

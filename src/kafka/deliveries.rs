@@ -3,6 +3,9 @@
 //! and the id finds what the output holds back in a slab. This replaces a future, a boxed
 //! one-shot channel and a task node per output (rdkafka's `FutureProducer`).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
@@ -15,23 +18,43 @@ use super::run::ErrorContext;
 /// it failed; boxed, so that a report is two words while it waits on the channel).
 pub type Report = (usize, Result<(), Box<(KafkaError, OwnedMessage)>>);
 
-/// The producer context: reports errors like [`ErrorContext`], and every delivery on a channel.
+/// The producer context: reports errors like [`ErrorContext`], every delivery on a channel, and
+/// the partition counts of the topics it writes, from its statistics.
 pub struct DeliveryContext {
     /// Error reporting and the last authentication and TLS failures.
     errors: ErrorContext,
     reports: mpsc::UnboundedSender<Report>,
+    /// Partitions of each topic in the producer's metadata at its last statistics, which
+    /// librdkafka refreshes every `topic.metadata.refresh.interval.ms` (5 min by default).
+    partitions: Mutex<HashMap<String, usize>>,
 }
 
 impl DeliveryContext {
     /// A context sending reports to `reports`.
     pub fn new(errors: ErrorContext, reports: mpsc::UnboundedSender<Report>) -> Self {
-        DeliveryContext { errors, reports }
+        DeliveryContext { errors, reports, partitions: Mutex::default() }
+    }
+
+    /// The partition count of each topic the producer knows, as of its last statistics
+    /// (`statistics.interval.ms`); empty before the first.
+    pub fn partition_counts(&self) -> HashMap<String, usize> {
+        self.partitions.lock().expect("partitions lock").clone()
     }
 }
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.error(error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let counts = statistics
+            .topics
+            .iter()
+            // librdkafka lists the unassigned-partition queue as partition -1.
+            .map(|(name, topic)| (name.clone(), topic.partitions.keys().filter(|p| **p >= 0).count()))
+            .collect();
+        *self.partitions.lock().expect("partitions lock") = counts;
     }
 }
 

@@ -460,6 +460,10 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     );
     let errors = ErrorContext::default();
     let mut producer_settings = producer_config(&config.kafka);
+    if producer_settings.get("statistics.interval.ms").is_none() {
+        // The producer's statistics carry the partition counts sticky partitioning follows.
+        producer_settings.set("statistics.interval.ms", "5000");
+    }
     if exactly_once {
         producer_settings
             .set("transactional.id", config.transactional_id())
@@ -645,6 +649,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                     });
                 }
                 runner.advance_windows().await?;
+                runner.grow_sticky();
                 metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
             }
             _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
@@ -782,6 +787,14 @@ impl Runner {
         } else {
             let backoff = (blocked.backoff * 2).min(REGISTRY_BACKOFF_MAX);
             self.blocked = Some(Blocked { backoff, retry_at: tokio::time::Instant::now() + backoff, ..blocked });
+        }
+    }
+
+    /// Takes up partitions added to the sticky topics, as the producer's metadata shows them.
+    fn grow_sticky(&mut self) {
+        let Some(sticky) = self.sticky.as_mut() else { return };
+        for (topic, partitions) in sticky.grow(&self.producer.context().partition_counts()) {
+            info!(message = "Sticky partitioning: the topic has more partitions now.", %topic, partitions);
         }
     }
 

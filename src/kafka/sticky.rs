@@ -49,6 +49,22 @@ impl Sticky {
         Some(i32::try_from(partition).unwrap_or(0))
     }
 
+    /// Takes up partitions added to a topic since (`counts`: partition counts by topic, from
+    /// the producer's metadata); returns the topics that grew, with their new counts. Counts
+    /// never shrink: Kafka cannot remove partitions, and a topic missing from `counts` keeps its own.
+    pub fn grow(&mut self, counts: &std::collections::HashMap<String, usize>) -> Vec<(String, usize)> {
+        let mut grown = Vec::new();
+        for (name, count, _) in &mut self.topics {
+            let Some(&now) = counts.get(name.as_str()) else { continue };
+            let now = u32::try_from(now).unwrap_or(u32::MAX);
+            if now > *count {
+                *count = now;
+                grown.push((name.clone(), now as usize));
+            }
+        }
+        grown
+    }
+
     /// Whether any topic is partitioned here.
     pub fn is_empty(&self) -> bool {
         self.topics.is_empty()
@@ -79,6 +95,21 @@ mod tests {
             seen[sticky.partition("audit.siem.ecs", at(ms)).unwrap() as usize] += 1;
         }
         assert_eq!(seen, [200; 4]);
+    }
+
+    #[test]
+    fn partitions_added_later_are_taken_up_and_counts_never_shrink() {
+        let (mut sticky, start) = sticky();
+        let counts = |pairs: &[(&str, usize)]| pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect();
+        assert_eq!(sticky.grow(&counts(&[("audit.siem.ecs", 4), ("audit.alerts", 9)])), []);
+        assert_eq!(sticky.grow(&counts(&[("audit.siem.ecs", 6), ("audit.siem.cef", 2)])), [("audit.siem.ecs".to_owned(), 6)]);
+        let mut seen = [0u32; 6];
+        for ms in (0..600).step_by(10) {
+            seen[sticky.partition("audit.siem.ecs", start + Duration::from_millis(ms)).unwrap() as usize] += 1;
+        }
+        assert_eq!(seen, [10; 6], "the new partitions get their share");
+        assert_eq!(sticky.partition("audit.siem.cef", start + Duration::from_millis(20)), Some(0), "cef keeps its 3");
+        assert_eq!(sticky.partition("audit.alerts", start), None, "a topic not sticky stays so");
     }
 
     #[test]
