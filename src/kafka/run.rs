@@ -358,9 +358,10 @@ struct Runner {
     /// Partitions by time for the topics partitioned sticky (`topics.siem_partitioning`,
     /// `topics.trace_partitioning`; `docs/operations.md`, "Partitioning"); `None`: all by key.
     sticky: Option<Sticky>,
-    /// Rate limits of the per-record warnings: dead letters, failed deliveries.
+    /// Rate limits of the per-record warnings: dead letters, failed deliveries, consumer errors.
     dead_letter_log: LogLimit,
     delivery_log: LogLimit,
+    consumer_log: LogLimit,
 }
 
 /// The shared name of `topic`.
@@ -497,6 +498,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         sticky: None,
         dead_letter_log: LogLimit::default(),
         delivery_log: LogLimit::default(),
+        consumer_log: LogLimit::default(),
         last_full_commit: std::time::Instant::now(),
     };
     runner.catalog.loaded = runner.catalog.modified();
@@ -692,7 +694,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                             break;
                         }
                         Err(error) => {
-                            warn!(message = "Consumer error.", %error);
+                            if let Some(left_out) = runner.consumer_log.allow(std::time::Instant::now()) {
+                                warn!(message = "Consumer error.", %error, not_logged_since_last = left_out);
+                            }
                             metrics::counter!("auditflow_consumer_errors_total").increment(1);
                             break;
                         }
