@@ -21,6 +21,14 @@ fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Reference event number `line` (0 allowed, 1 denied) with its trace id replaced by `trace`.
+fn reference_in_trace(line: usize, trace: &str) -> String {
+    let event = REFERENCE.lines().nth(line).unwrap();
+    let value = event.replacen("tr-8f2c7a91-2b14-4e8e", trace, 1);
+    assert_ne!(value, event, "the reference event names its trace");
+    value
+}
+
 fn input(partition: i32, key: &str, value: Option<&[u8]>) -> Input {
     Input { partition, key: Some(key.as_bytes().to_vec()), value: value.map(<[u8]>::to_vec), headers: Vec::new() }
 }
@@ -228,14 +236,11 @@ async fn until_caught_up_stops_after_every_record_is_out() {
     let raw = unique("raw");
     let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
     create_topics(&[&raw], 4).await;
-    let allowed = REFERENCE.lines().next().unwrap();
     let events = 4_000;
     let inputs: Vec<Input> = (0..events)
         .map(|i| {
             let trace = format!("tr-catch-up-{}", i % 97);
-            let value = allowed.replacen("tr-8f2c7a91-2b14-4e8e", &trace, 1);
-            assert_ne!(value, allowed, "the reference event names its trace");
-            input(i % 4, &trace, Some(value.as_bytes()))
+            input(i % 4, &trace, Some(reference_in_trace(0, &trace).as_bytes()))
         })
         .collect();
     produce(&raw, &inputs).await;
@@ -263,9 +268,8 @@ async fn until_caught_up_stops_after_every_record_is_out() {
 async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
     let raw = unique("raw");
     create_topics(&[&raw], 1).await;
-    let allowed = REFERENCE.lines().next().unwrap();
     let event = |trace: &str, note: usize| {
-        let body = allowed.replacen("tr-8f2c7a91-2b14-4e8e", trace, 1);
+        let body = reference_in_trace(0, trace);
         assert!(body.ends_with('}'));
         format!("{},\"note\":\"{}\"}}", &body[..body.len() - 1], "x".repeat(note)).into_bytes()
     };
@@ -348,12 +352,11 @@ async fn sticky_partitioning_takes_up_partitions_added_while_running() {
     let config = write_config(dir.path(), &unique("group"), &raw, &format!("{raw}.alerts"), &format!("{raw}.dlq"), &prefix);
     let fast = "[kafka.producer_properties]\n\"topic.metadata.refresh.interval.ms\" = \"1000\"\n\"statistics.interval.ms\" = \"1000\"\n";
     std::fs::write(&config, with_kafka_settings(&config, fast, "")).unwrap();
-    let allowed = REFERENCE.lines().next().unwrap();
     let events = |range: std::ops::Range<usize>| -> Vec<Input> {
         range
             .map(|i| {
                 let trace = format!("tr-grow-{i}");
-                input(0, &trace, Some(allowed.replacen("tr-8f2c7a91-2b14-4e8e", &trace, 1).as_bytes()))
+                input(0, &trace, Some(reference_in_trace(0, &trace).as_bytes()))
             })
             .collect()
     };
@@ -461,15 +464,12 @@ fn catch_up(config: &std::path::Path) -> String {
 async fn siem_records_go_by_key_or_sticky_by_time_and_none_is_lost() {
     let raw = unique("raw");
     create_topics(&[&raw], 4).await;
-    let denied = REFERENCE.lines().nth(1).unwrap();
     let events = 6_000;
     let inputs: Vec<Input> = (0..events)
         .map(|i| {
             // A trace per event: every event id differs.
             let trace = format!("tr-partitioning-{i}");
-            let value = denied.replacen("tr-8f2c7a91-2b14-4e8e", &trace, 1);
-            assert_ne!(value, denied, "the reference event names its trace");
-            input(i % 4, &trace, Some(value.as_bytes()))
+            input(i % 4, &trace, Some(reference_in_trace(1, &trace).as_bytes()))
         })
         .collect();
     produce(&raw, &inputs).await;

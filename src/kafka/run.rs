@@ -866,22 +866,27 @@ impl Runner {
             tracker.begin(&tp, record.offset, own);
             tracker.set_cap(&tp, self.pipeline.held_offset(&tp.0, tp.1));
         }
-        for output in &outputs {
-            if output.topic == self.dead_letter {
-                if let Some(left_out) = self.dead_letter_log.allow(std::time::Instant::now()) {
-                    let code = dlq_code(output);
-                    warn!(
-                        message = "Record dead-lettered.",
-                        topic = %record.topic,
-                        partition = record.partition,
-                        offset = record.offset,
-                        code = %code,
-                        not_logged_since_last = left_out
-                    );
-                }
+        self.send_all(outputs, Some((&tp, record.offset))).await
+    }
+
+    /// Counts a dead letter by its code, and logs it (rate limited): with the position of the
+    /// record it stands for (`own`), or as a window output too large to send (`pipeline::limit`).
+    fn note_dead_letter(&mut self, output: &Output, own: Option<(&TopicPartition, i64)>) {
+        let code = dlq_code(output);
+        if let Some(left_out) = self.dead_letter_log.allow(std::time::Instant::now()) {
+            match own {
+                Some(((topic, partition), offset)) => warn!(
+                    message = "Record dead-lettered.",
+                    topic = %topic,
+                    partition,
+                    offset,
+                    code = %code,
+                    not_logged_since_last = left_out
+                ),
+                None => warn!(message = "Window output dead-lettered.", code = %code, not_logged_since_last = left_out),
             }
         }
-        self.send_all(outputs, Some((&tp, record.offset))).await
+        metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
     }
 
     /// Sends outputs; each holds back its `holds`, or the record at `own` when it has none.
@@ -920,14 +925,7 @@ impl Runner {
         let sent = std::time::Instant::now();
         for output in &outputs {
             if output.topic == self.dead_letter {
-                let code = dlq_code(output);
-                if own.is_none() {
-                    // Not a record's: a window output too large to send (`pipeline::limit`).
-                    if let Some(left_out) = self.dead_letter_log.allow(std::time::Instant::now()) {
-                        warn!(message = "Window output dead-lettered.", code = %code, not_logged_since_last = left_out);
-                    }
-                }
-                metrics::counter!("auditflow_records_dead_lettered_total", "code" => code).increment(1);
+                self.note_dead_letter(output, own);
             }
             let holds: SmallVec<[(TopicPartition, i64); 1]> = if self.eos.is_some() {
                 SmallVec::new()
@@ -1377,8 +1375,7 @@ async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, 
     if !config.topics.create_missing {
         return Err(RunError::MissingTopics { bootstrap: config.kafka.bootstrap_servers.clone(), missing: vec![changelog.to_owned()] });
     }
-    let admin: AdminClient<DefaultClientContext> =
-        producer_config(&config.kafka).create().map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
+    let admin = admin_client(&config.kafka)?;
     let partitions = i32::try_from(needed).unwrap_or(i32::MAX);
     let topic = NewTopic::new(changelog, partitions, TopicReplication::Fixed(config.topics.new_topic_replication_factor))
         .set("cleanup.policy", if compact { "compact" } else { "delete" });
@@ -1394,13 +1391,18 @@ async fn ensure_internal(config: &Config, producer: &Producer, changelog: &str, 
     Ok(())
 }
 
+/// An admin client with the producer's connection settings.
+fn admin_client(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, RunError> {
+    producer_config(kafka).create().map_err(|source| RunError::Kafka { context: "creating the admin client", source })
+}
+
 /// Warns about output topics whose `max.message.bytes` is below the producer's
 /// `message.max.bytes`: the broker refuses the batches the producer builds for them, and the
 /// refused records are retried without end (`docs/input.md`, "Records too large to send"). Only a
 /// warning: a topic that receives small records works. A failure to read the configs is logged.
 async fn warn_small_topic_limits(config: &Config, topics: &[String]) {
     let producer_max = config.max_message_bytes();
-    let admin: AdminClient<DefaultClientContext> = match producer_config(&config.kafka).create() {
+    let admin = match admin_client(&config.kafka) {
         Ok(admin) => admin,
         Err(error) => return debug!(message = "Could not read the topics' max.message.bytes.", %error),
     };
@@ -1431,8 +1433,7 @@ async fn warn_small_topic_limits(config: &Config, topics: &[String]) {
 
 /// Creates the missing output topics with the configured partitions and replication factor.
 async fn create_topics(config: &Config, missing: &[String]) -> Result<(), RunError> {
-    let admin: AdminClient<DefaultClientContext> =
-        producer_config(&config.kafka).create().map_err(|source| RunError::Kafka { context: "creating the admin client", source })?;
+    let admin = admin_client(&config.kafka)?;
     let factor = config.topics.new_topic_replication_factor;
     let topics: Vec<NewTopic> =
         missing.iter().map(|name| NewTopic::new(name, config.topics.new_topic_partitions, TopicReplication::Fixed(factor))).collect();
