@@ -25,7 +25,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(execute(cli.command)) {
+    let outcome = runtime.block_on(execute(cli.command));
+    // Dropping a runtime waits for every blocking task, and a librdkafka call can hang for good
+    // (see `kafka::txn`): what is still running after a short wait is left to the process exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let code = if error.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 };

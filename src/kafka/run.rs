@@ -1139,11 +1139,11 @@ impl Runner {
     /// new producer), then rewind.
     async fn recover(&mut self, failure: Failure) -> Result<(), RunError> {
         warn!(message = "Transaction failed; aborting and rewinding to the committed offsets.", %failure);
-        if let Failure::Fatal(error) = &failure {
-            if super::txn::is_fenced(error) {
-                let eos = self.eos.as_ref().expect("exactly-once state");
-                return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
-            }
+        if failure.is_fenced() {
+            let eos = self.eos.as_ref().expect("exactly-once state");
+            return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
+        }
+        if matches!(failure, Failure::Fatal(_) | Failure::Hung { .. }) {
             self.new_producer().await?;
         }
         self.rewind("the transaction failed").await
@@ -1169,8 +1169,7 @@ impl Runner {
     async fn rewind(&mut self, why: &str) -> Result<(), RunError> {
         let eos = self.eos.as_mut().expect("exactly-once state");
         if let Err(failure) = eos.txn.abort().await {
-            let (Failure::Fatal(error) | Failure::Abort(error)) = &failure;
-            if super::txn::is_fenced(error) {
+            if failure.is_fenced() {
                 return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
             }
             warn!(message = "Abort failed; replacing the producer.", %failure);

@@ -7,8 +7,13 @@
 //!
 //! librdkafka's transactional calls block (they wait for the coordinator), so each runs on
 //! tokio's blocking pool, never on a runtime thread. Their errors are handled as librdkafka
-//! prescribes ([`Failure::of`]): retriable errors are retried, abortable ones abort the
+//! prescribes ([`Failure::class`]): retriable errors are retried, abortable ones abort the
 //! transaction, and fatal ones (a fenced producer among them) need a new producer.
+//!
+//! A call that does not return at all is given up too ([`Failure::Hung`]): librdkafka (2.12,
+//! and later releases as of its issues #5456 and #5511) never times out the group coordinator
+//! request inside `send_offsets_to_transaction`, which then blocks for good when the coordinator
+//! goes away at the wrong moment. It did in this project's CI, on a broker restart.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,16 @@ pub enum Failure {
     /// `transactional.id`): create a new one, then rewind.
     #[error("transactional producer failed for good: {0}")]
     Fatal(KafkaError),
+    /// A call did not return within its timeout and [`HUNG_AFTER`] more: the producer is stuck in
+    /// it. Create a new producer (which fences the stuck one), then rewind. The stuck call keeps
+    /// its thread and the old producer until it returns, if ever.
+    #[error("transactional call {call} did not return within {}s; the producer is replaced", .after.as_secs())]
+    Hung {
+        /// The librdkafka call.
+        call: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
 }
 
 /// Whether `error` says a newer producer with the same `transactional.id` took over (this one is
@@ -49,6 +64,14 @@ pub enum Class {
 }
 
 impl Failure {
+    /// Whether this failure says the producer was fenced (see [`is_fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            Failure::Abort(error) | Failure::Fatal(error) => is_fenced(error),
+            Failure::Hung { .. } => false,
+        }
+    }
+
     /// librdkafka's classification of `error`: fatal first, then abortable, then retriable.
     /// Errors without transactional flags (timeouts of the client itself) count as abortable.
     pub fn class(error: &KafkaError) -> Class {
@@ -64,15 +87,28 @@ impl Failure {
 /// How long retriable errors are retried before the transaction is given up (aborted).
 const RETRY_FOR: Duration = Duration::from_secs(30);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long past its own timeout (and [`RETRY_FOR`]) a call may take before it counts as hung.
+pub const HUNG_AFTER: Duration = Duration::from_secs(10);
 
-/// Runs `call` on the blocking pool, retrying retriable errors for up to [`RETRY_FOR`].
-async fn blocking<C, F>(producer: &ThreadedProducer<C>, what: &'static str, call: F) -> Result<(), Failure>
+/// Runs `call` on the blocking pool, retrying retriable errors for up to [`RETRY_FOR`]. `timeout`
+/// is the one each call is given; a call still running [`RETRY_FOR`] + `timeout` +
+/// [`HUNG_AFTER`] after the start is left to its thread ([`Failure::Hung`]).
+async fn blocking<C, F>(producer: &ThreadedProducer<C>, what: &'static str, timeout: Duration, call: F) -> Result<(), Failure>
+where
+    C: ProducerContext + 'static,
+    F: Fn(&ThreadedProducer<C>) -> Result<(), KafkaError> + Send + 'static,
+{
+    blocking_within(producer, what, RETRY_FOR + timeout + HUNG_AFTER, call).await
+}
+
+/// [`blocking`] with the limit `within` after which the call counts as hung.
+async fn blocking_within<C, F>(producer: &ThreadedProducer<C>, what: &'static str, within: Duration, call: F) -> Result<(), Failure>
 where
     C: ProducerContext + 'static,
     F: Fn(&ThreadedProducer<C>) -> Result<(), KafkaError> + Send + 'static,
 {
     let producer = producer.clone();
-    tokio::task::spawn_blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
             match call(&producer) {
@@ -87,9 +123,11 @@ where
                 },
             }
         }
-    })
-    .await
-    .expect("transaction task panicked")
+    });
+    match tokio::time::timeout(within, task).await {
+        Ok(joined) => joined.expect("transaction task panicked"),
+        Err(_) => Err(Failure::Hung { call: what, after: within }),
+    }
 }
 
 /// The transaction state of one transactional producer.
@@ -104,7 +142,7 @@ impl<C: ProducerContext + 'static> Transactions<C> {
     /// Takes a producer created with a `transactional.id` and initialises it: this fences any
     /// older producer with the same id and aborts what it left open.
     pub async fn init(producer: ThreadedProducer<C>, timeout: Duration) -> Result<Self, Failure> {
-        blocking(&producer, "init_transactions", move |p| p.init_transactions(timeout)).await?;
+        blocking(&producer, "init_transactions", timeout, move |p| p.init_transactions(timeout)).await?;
         Ok(Transactions { producer, timeout, open: false, epoch: 0 })
     }
 
@@ -142,10 +180,12 @@ impl<C: ProducerContext + 'static> Transactions<C> {
     pub async fn commit(&mut self, offsets: TopicPartitionList, group: ConsumerGroupMetadata) -> Result<(), Failure> {
         let timeout = self.timeout;
         if offsets.count() > 0 {
-            blocking(&self.producer, "send_offsets_to_transaction", move |p| p.send_offsets_to_transaction(&offsets, &group, timeout))
-                .await?;
+            blocking(&self.producer, "send_offsets_to_transaction", timeout, move |p| {
+                p.send_offsets_to_transaction(&offsets, &group, timeout)
+            })
+            .await?;
         }
-        blocking(&self.producer, "commit_transaction", move |p| p.commit_transaction(timeout)).await?;
+        blocking(&self.producer, "commit_transaction", timeout, move |p| p.commit_transaction(timeout)).await?;
         self.open = false;
         Ok(())
     }
@@ -157,7 +197,7 @@ impl<C: ProducerContext + 'static> Transactions<C> {
             return Ok(());
         }
         let timeout = self.timeout;
-        let result = blocking(&self.producer, "abort_transaction", move |p| p.abort_transaction(timeout)).await;
+        let result = blocking(&self.producer, "abort_transaction", timeout, move |p| p.abort_transaction(timeout)).await;
         if result.is_ok() {
             self.open = false;
         }
@@ -178,6 +218,43 @@ mod tests {
         for code in [Code::QueueFull, Code::MessageTimedOut, Code::Fatal] {
             assert!(!is_fenced(&KafkaError::MessageProduction(code)), "{code:?}");
         }
+    }
+
+    /// The guard against librdkafka calls that never return (its issue #5456): a call blocked
+    /// past the limit is reported as hung while it still blocks, and the caller goes on.
+    #[tokio::test]
+    async fn a_call_that_does_not_return_is_given_up_as_hung() {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::producer::DefaultProducerContext;
+        // No broker is needed: the call below never reaches librdkafka.
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").create().expect("producer");
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let started = Instant::now();
+        let outcome = blocking_within(&producer, "stuck_call", Duration::from_millis(300), move |_| {
+            let _ = wait.lock().unwrap().recv();
+            Ok(())
+        })
+        .await;
+        assert!(matches!(outcome, Err(Failure::Hung { call: "stuck_call", .. })), "{outcome:?}");
+        assert!(!outcome.as_ref().unwrap_err().is_fenced());
+        assert!(started.elapsed() < Duration::from_secs(10), "given up at the limit, not when the call returned");
+        assert!(outcome.unwrap_err().to_string().contains("stuck_call"));
+        // Let the blocked thread go, so that the test runtime can shut down.
+        release.send(()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_call_that_returns_in_time_gives_its_outcome() {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::producer::DefaultProducerContext;
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").create().expect("producer");
+        let ok = blocking_within(&producer, "quick", Duration::from_secs(30), |_| Ok(())).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let failed = blocking_within(&producer, "quick", Duration::from_secs(30), |_| Err(KafkaError::Canceled)).await;
+        assert!(matches!(failed, Err(Failure::Abort(KafkaError::Canceled))), "{failed:?}");
     }
 
     #[test]
