@@ -87,30 +87,34 @@ impl Failure {
 /// How long retriable errors are retried before the transaction is given up (aborted).
 const RETRY_FOR: Duration = Duration::from_secs(30);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// How long past its own timeout (and [`RETRY_FOR`]) a call may take before it counts as hung.
+/// How long past its own timeout one call may run before it counts as hung.
 pub const HUNG_AFTER: Duration = Duration::from_secs(10);
 
-/// Runs `call` on the blocking pool, retrying retriable errors for up to [`RETRY_FOR`]. `timeout`
-/// is the one each call is given; a call still running [`RETRY_FOR`] + `timeout` +
-/// [`HUNG_AFTER`] after the start is left to its thread ([`Failure::Hung`]).
+/// Runs `call` on the blocking pool, retrying retriable errors for up to [`RETRY_FOR`]. Each
+/// call is given `timeout`; one still running `timeout` + [`HUNG_AFTER`] after it began is left
+/// to its thread ([`Failure::Hung`]).
 async fn blocking<C, F>(producer: &ThreadedProducer<C>, what: &'static str, timeout: Duration, call: F) -> Result<(), Failure>
 where
     C: ProducerContext + 'static,
     F: Fn(&ThreadedProducer<C>) -> Result<(), KafkaError> + Send + 'static,
 {
-    blocking_within(producer, what, RETRY_FOR + timeout + HUNG_AFTER, call).await
+    blocking_within(producer, what, timeout + HUNG_AFTER, call).await
 }
 
-/// [`blocking`] with the limit `within` after which the call counts as hung.
-async fn blocking_within<C, F>(producer: &ThreadedProducer<C>, what: &'static str, within: Duration, call: F) -> Result<(), Failure>
+/// [`blocking`], with `per_call` the time after which one call counts as hung.
+async fn blocking_within<C, F>(producer: &ThreadedProducer<C>, what: &'static str, per_call: Duration, call: F) -> Result<(), Failure>
 where
     C: ProducerContext + 'static,
     F: Fn(&ThreadedProducer<C>) -> Result<(), KafkaError> + Send + 'static,
 {
     let producer = producer.clone();
-    let task = tokio::task::spawn_blocking(move || {
+    // When the current call began: a retry starts the clock again.
+    let began = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
+    let began_in_task = began.clone();
+    let mut task = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
+            *began_in_task.lock().expect("call clock") = Instant::now();
             match call(&producer) {
                 Ok(()) => return Ok(()),
                 Err(error) => match Failure::class(&error) {
@@ -124,9 +128,14 @@ where
             }
         }
     });
-    match tokio::time::timeout(within, task).await {
-        Ok(joined) => joined.expect("transaction task panicked"),
-        Err(_) => Err(Failure::Hung { call: what, after: within }),
+    loop {
+        let deadline = *began.lock().expect("call clock") + per_call;
+        match tokio::time::timeout_at(deadline.into(), &mut task).await {
+            Ok(joined) => return joined.expect("transaction task panicked"),
+            // A retry began since: wait for it in turn.
+            Err(_) if *began.lock().expect("call clock") + per_call > Instant::now() => {}
+            Err(_) => return Err(Failure::Hung { call: what, after: per_call }),
+        }
     }
 }
 
