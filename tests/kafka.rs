@@ -256,6 +256,64 @@ async fn until_caught_up_stops_after_every_record_is_out() {
     assert_eq!(committed_total(&group, &raw, 4), i64::from(events), "offsets committed to the end of every partition");
 }
 
+/// `--until-caught-up` over two input topics whose partitions share numbers: partition 0 of a
+/// short topic reaching its end must not stop the run while partition 0 of a long one still has
+/// records to fetch (librdkafka's end-of-partition event names the partition number only; a run
+/// once stopped after the long topic's first fetch, about 2,600 of its 12,000 events).
+#[tokio::test(flavor = "multi_thread")]
+async fn until_caught_up_waits_for_every_topic_not_only_every_partition_number() {
+    let (short, long) = (unique("short"), unique("long"));
+    create_topics(&[&short, &long], 1).await;
+    let trace = "tr-two-topics";
+    let record = reference_in_trace(0, trace);
+    produce(&short, &(0..10).map(|_| input(0, trace, Some(record.as_bytes()))).collect::<Vec<_>>()).await;
+    // Over 1 MiB (max.partition.fetch.bytes): more than one fetch.
+    let events = 12_000;
+    produce(&long, &(0..events).map(|_| input(0, trace, Some(record.as_bytes()))).collect::<Vec<_>>()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let (alerts, dlq, prefix) = (format!("{long}.alerts"), format!("{long}.dlq"), format!("{long}.siem."));
+    let config = write_config(dir.path(), &group, &long, &alerts, &dlq, &prefix);
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace(&format!("input = [\"{long}\"]"), &format!("input = [\"{short}\", \"{long}\"]"));
+    assert!(text.contains(&short), "the config lists both topics");
+    std::fs::write(&config, text).unwrap();
+    let log = catch_up(&config);
+    assert!(log.contains("Caught up with every assigned partition"), "{log}");
+    assert_eq!(read_all(&format!("{prefix}ecs")).len(), 10 + events, "one ECS record per event of both topics");
+    assert_eq!(committed_total(&group, &long, 1), events as i64, "the long topic committed to its end");
+    assert_eq!(committed_total(&group, &short, 1), 10, "the short topic committed to its end");
+}
+
+/// `--until-caught-up` with input not keyed by trace (`topics.keyed_by_trace = false`): the
+/// run re-keys every event through its repartition topic, which it reads too, and stops only
+/// once the re-keyed events are processed as well, not when the raw topic is at its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn until_caught_up_also_processes_what_it_repartitioned() {
+    let raw = unique("raw");
+    create_topics(&[&raw], 2).await;
+    let events = 3_000;
+    let inputs: Vec<Input> = (0..events)
+        .map(|i| {
+            let trace = format!("tr-rekeyed-{}", i % 31);
+            input(i % 2, "unrelated-key", Some(reference_in_trace(0, &trace).as_bytes()))
+        })
+        .collect();
+    produce(&raw, &inputs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let text = std::fs::read_to_string(&config).unwrap().replace("[topics]\n", "[topics]\nkeyed_by_trace = false\n");
+    assert!(text.contains("keyed_by_trace = false"), "the config has a [topics] table");
+    std::fs::write(&config, text).unwrap();
+    let log = catch_up(&config);
+    assert!(log.contains("Caught up with every assigned partition"), "{log}");
+    assert_eq!(read_all(&format!("{prefix}ecs")).len(), events as usize, "every event formatted after its re-keying");
+    assert_eq!(committed_total(&group, &format!("{group}.repartition"), 2), i64::from(events), "the repartition topic read to its end");
+}
+
 /// Records larger than the producer may send (`message.max.bytes`, here 100,000) never stop the
 /// run (librdkafka refuses them at `produce()`, and a restart would meet them again): an event
 /// whose ECS document is too large is dead-lettered whole (`output.too_large`), a 300,000-byte
@@ -428,13 +486,13 @@ fn generate_paces_its_load_and_keys_it_by_trace() {
 }
 
 /// Runs `auditflow run --until-caught-up` on `config` and returns its log; panics unless it
-/// exits 0 within 90 s.
+/// exits 0 within 90 s. The log has auditflow's debug lines (the end-of-input checks among them).
 fn catch_up(config: &std::path::Path) -> String {
     let log = config.with_extension("log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditflow"))
         .args(["run", "--until-caught-up", "--config"])
         .arg(config)
-        .env("AUDITFLOW_LOG", "info")
+        .env("AUDITFLOW_LOG", "info,auditflow=debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -437,6 +437,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         info!(message = "Serving /metrics, /health and /ready.", %addr);
     }
     let mut consumer_settings = consumer_config(&config.kafka);
+    let starts_at_latest = matches!(consumer_settings.get("auto.offset.reset"), Some("latest" | "largest" | "end"));
     if options.until_caught_up {
         consumer_settings.set("enable.partition.eof", "true");
     }
@@ -599,13 +600,21 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     let mut shutdown = std::pin::pin!(shutdown);
     // Partition numbers read to their end (only reported with `until_caught_up`). librdkafka's
     // end-of-partition event names the partition but not its topic, hence numbers, compared with
-    // the distinct numbers assigned.
+    // the distinct numbers assigned; when they are all at their end, `read_to_the_end` settles
+    // it for every topic (partition 0 of one topic at its end says nothing of another's).
     let mut at_end = std::collections::HashSet::new();
-    let mut drain_then_stop = false;
+    // Whether to ask `read_to_the_end` at the next quiet moment: every number is at its end,
+    // nothing received waits in the backlog and, when the run feeds its own repartition topic,
+    // nothing is in flight to it. Armed by end-of-partition events and, while every number stays
+    // at its end, by the heartbeat (the moment may come later, or the answer be no).
+    let mut check_end = false;
     loop {
-        if drain_then_stop && runner.backlog.is_empty() {
-            info!(message = "Caught up with every assigned partition; stopping.");
-            break;
+        if check_end && runner.backlog.is_empty() && (runner.repartition.is_none() || runner.in_flight.is_empty()) {
+            check_end = false;
+            if read_to_the_end(&runner.consumer, starts_at_latest).await {
+                info!(message = "Caught up with every assigned partition; stopping.");
+                break;
+            }
         }
         runner.rewind_if_revoked().await?;
         runner.restore_assigned().await?;
@@ -652,6 +661,17 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                 }
                 runner.advance_windows().await?;
                 runner.grow_sticky();
+                if options.until_caught_up {
+                    let numbers = assigned_partition_numbers(&runner.consumer);
+                    debug!(
+                        message = "Catching up.",
+                        numbers_at_end = at_end.len(),
+                        numbers,
+                        backlog = runner.backlog.len(),
+                        in_flight = runner.in_flight.len()
+                    );
+                    check_end |= at_end.len() >= numbers;
+                }
                 metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
             }
             _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
@@ -679,18 +699,16 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                             runner.meters.received(&record.topic).increment(1);
                             at_end.remove(&record.partition);
                             // More to read: wait for the ends again.
-                            drain_then_stop = false;
+                            check_end = false;
                             runner.backlog.push_back(record);
                         }
                         Err(KafkaError::PartitionEOF(partition)) => {
                             at_end.insert(partition);
-                            // Whatever the backlog still holds is processed before stopping (the
-                            // check at the top of the loop): requiring an empty backlog here
-                            // missed the end when the last records arrived in the same burst as
-                            // the last end-of-partition event, and the run never stopped.
-                            if options.until_caught_up && at_end.len() >= assigned_partition_numbers(&runner.consumer) {
-                                drain_then_stop = true;
-                            }
+                            // Whatever the backlog still holds is processed before the check (at
+                            // the top of the loop): requiring an empty backlog here missed the
+                            // end when the last records arrived in the same burst as the last
+                            // end-of-partition event, and the run never stopped.
+                            check_end = options.until_caught_up && at_end.len() >= assigned_partition_numbers(&runner.consumer);
                             break;
                         }
                         Err(error) => {
@@ -1521,6 +1539,71 @@ fn assigned_partition_numbers(consumer: &StreamConsumer<RunContext>) -> usize {
     } else {
         numbers.len()
     }
+}
+
+/// Whether the consumer has taken every record of every assigned partition: its position (past
+/// the last record or transaction marker taken) at or past the partition's high watermark as of
+/// the last fetch. A partition nothing was taken from this run starts at its committed offset,
+/// or, with none, at its low watermark (the high one with `auto.offset.reset = latest`). Used by
+/// `--until-caught-up`, whose end-of-partition events do not name their topic. A read-committed
+/// consumer behind an open transaction is not at the end until it ends. Local but for the
+/// committed offsets of partitions nothing was taken from (the group coordinator's answer): a
+/// broker query per partition would wait behind the consumer's long-polling fetch, and a
+/// check of several seconds starved the loop that should receive the records.
+async fn read_to_the_end(consumer: &Arc<StreamConsumer<RunContext>>, starts_at_latest: bool) -> bool {
+    let Ok(positions) = consumer.position() else { return false };
+    let mut unstarted = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for elem in positions.elements() {
+        let Some((low, high)) = cached_watermarks(consumer, elem.topic(), elem.partition()) else {
+            // No fetch answered for this partition yet.
+            return false;
+        };
+        match elem.offset() {
+            Offset::Offset(position) if position < high => {
+                debug!(message = "Not at the end yet.", topic = elem.topic(), partition = elem.partition(), position, high);
+                return false;
+            }
+            Offset::Offset(_) => {}
+            _ => {
+                unstarted.add_partition(elem.topic(), elem.partition());
+                ends.insert((elem.topic().to_owned(), elem.partition()), (low, high));
+            }
+        }
+    }
+    if unstarted.count() == 0 {
+        return true;
+    }
+    let consumer = consumer.clone();
+    let committed = tokio::task::spawn_blocking(move || consumer.committed_offsets(unstarted, Duration::from_secs(10))).await;
+    let Ok(Ok(committed)) = committed else { return false };
+    committed.elements().iter().all(|elem| {
+        let (low, high) = ends[&(elem.topic().to_owned(), elem.partition())];
+        // librdkafka may not know the low watermark (-1): an empty partition starts at 0.
+        let low = low.max(0);
+        let start = match elem.offset() {
+            Offset::Offset(committed) => committed,
+            _ if starts_at_latest => high,
+            _ => low,
+        };
+        if start < high {
+            debug!(message = "Not at the end yet.", topic = elem.topic(), partition = elem.partition(), start, high);
+        }
+        start >= high
+    })
+}
+
+/// The low and high watermarks of a partition as of the consumer's last fetch from it (no
+/// request: librdkafka keeps them); `None` before the first.
+fn cached_watermarks(consumer: &StreamConsumer<RunContext>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` is borrowed; librdkafka reads the
+    // NUL-terminated topic name and writes the two integers, nothing else.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
+    };
+    (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
 }
 
 fn source_record(message: &impl Message) -> SourceRecord {
