@@ -33,6 +33,10 @@ pub struct Health {
     assigned: AtomicI64,
     producer_failed: AtomicBool,
     group_stuck: AtomicBool,
+    /// When outputs began failing without a break (epoch ms), 0 while they go through.
+    failing_since_ms: AtomicI64,
+    /// How long a failing spell lasts before `/ready` says so (ms); 0: never.
+    failing_unready_ms: AtomicI64,
 }
 
 impl Default for Health {
@@ -43,6 +47,8 @@ impl Default for Health {
             assigned: AtomicI64::new(0),
             producer_failed: AtomicBool::new(false),
             group_stuck: AtomicBool::new(false),
+            failing_since_ms: AtomicI64::new(0),
+            failing_unready_ms: AtomicI64::new(0),
         }
     }
 }
@@ -74,6 +80,16 @@ impl Health {
         self.group_stuck.store(true, Ordering::Relaxed);
     }
 
+    /// `/ready` answers 503 once outputs have been failing for `after` (zero: never).
+    pub fn unready_when_failing_for(&self, after: Duration) {
+        self.failing_unready_ms.store(after.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// Outputs have been failing without a break since `since` (epoch ms), or go through (`None`).
+    pub fn failing_since(&self, since: Option<i64>) {
+        self.failing_since_ms.store(since.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// `Ok` while the process is alive and useful, else why not.
     pub fn live(&self) -> Result<(), &'static str> {
         if self.group_stuck.load(Ordering::Relaxed) {
@@ -90,6 +106,10 @@ impl Health {
         self.live()?;
         if self.producer_failed.load(Ordering::Relaxed) {
             return Err("producer failed");
+        }
+        let (since, after) = (self.failing_since_ms.load(Ordering::Relaxed), self.failing_unready_ms.load(Ordering::Relaxed));
+        if since > 0 && after > 0 && now_ms() - since >= after {
+            return Err("outputs failing to be delivered");
         }
         if !self.joined.load(Ordering::Relaxed) {
             return Err("consumer group not joined yet");
@@ -157,5 +177,23 @@ mod tests {
         health.group_stuck();
         assert_eq!(health.live(), Err("consumer stuck outside its group"));
         assert_eq!(health.ready(), Err("consumer stuck outside its group"));
+    }
+
+    #[test]
+    fn failing_outputs_turn_readiness_off_only_after_the_set_time() {
+        let health = Health::default();
+        health.assigned(1);
+        health.unready_when_failing_for(Duration::from_secs(60));
+        let now = now_ms();
+        health.failing_since(Some(now - 59_000));
+        assert_eq!(health.ready(), Ok(()), "a spell shorter than the limit");
+        health.failing_since(Some(now - 61_000));
+        assert_eq!(health.ready(), Err("outputs failing to be delivered"));
+        assert_eq!(health.live(), Ok(()), "liveness is not affected: a restart would not help");
+        health.failing_since(None);
+        assert_eq!(health.ready(), Ok(()));
+        health.unready_when_failing_for(Duration::ZERO);
+        health.failing_since(Some(now - 3_600_000));
+        assert_eq!(health.ready(), Ok(()), "zero: never");
     }
 }

@@ -396,6 +396,69 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
     }
 }
 
+/// Outputs the broker refuses for as long as nothing changes (alerts larger than their topic's
+/// `max.message.bytes`, which the producer's own limit does not catch): nothing is dropped and
+/// the run goes on retrying, but after `delivery.unready_after_failing_ms` (2 s here) `/ready`
+/// answers 503 with the reason, the `auditflow_outputs_failing_seconds` gauge counts, and one
+/// error line says so. Once the topic takes them (its limit raised), the alert goes out, `/ready`
+/// answers 200 again and offsets are committed to the end. In both delivery modes (exactly-once:
+/// every transaction holding an alert aborts until then).
+#[tokio::test(flavor = "multi_thread")]
+async fn outputs_refused_for_good_turn_ready_off_until_they_go_through() {
+    let raw = unique("raw");
+    create_topics(&[&raw], 1).await;
+    let inputs = vec![
+        input(0, "tr-ok", Some(reference_in_trace(0, "tr-ok").as_bytes())),
+        input(0, "tr-denied", Some(reference_in_trace(1, "tr-denied").as_bytes())),
+    ];
+    produce(&raw, &inputs).await;
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["at-least-once", "exactly-once"] {
+        let (alerts, dlq, prefix) = (format!("{raw}.{mode}.alerts"), format!("{raw}.{mode}.dlq"), format!("{raw}.{mode}.siem."));
+        create_topic_with(&alerts, &[("max.message.bytes", "300")]).await;
+        let group = unique("group");
+        let run_dir = dir.path().join(mode);
+        std::fs::create_dir(&run_dir).unwrap();
+        let config = write_config(&run_dir, &group, &raw, &alerts, &dlq, &prefix);
+        let text = std::fs::read_to_string(&config).unwrap().replace("[delivery]\n", "[delivery]\nunready_after_failing_ms = 2000\n");
+        std::fs::write(&config, format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{text}")).unwrap();
+        if mode == "exactly-once" {
+            make_exactly_once(&config, &unique("txn"));
+        }
+        let app = Auditflow::start(&config);
+        let addr = metrics_addr(&app);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let body = loop {
+            let (status, body) = get(&addr, "/ready");
+            if status == 503 && body.contains("outputs failing to be delivered") {
+                break body;
+            }
+            assert!(std::time::Instant::now() < deadline, "{mode}: /ready never said so: {status} {body}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (_, metrics) = get(&addr, "/metrics");
+        let failing = sample(&metrics, "auditflow_outputs_failing_seconds", &[]).unwrap_or(0.0);
+        // Set on the 1 s heartbeat: it may trail /ready by up to a second.
+        assert!(failing >= 1.0, "{mode}: {body}; gauge {failing}");
+        await_log(&app.log, "Outputs have failed without a break", Duration::from_secs(10));
+        assert!(read_all(&alerts).is_empty(), "{mode}: the broker refused the alert");
+        assert!(committed_total(&group, &raw, 1) < 2, "{mode}: the denied event's offset waits");
+
+        alter_topic(&alerts, &[("max.message.bytes", "1000000")]).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while get(&addr, "/ready").0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "{mode}: /ready stayed 503 after the topic took the alert");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        await_log(&app.log, "Outputs go through again", Duration::from_secs(10));
+        await_committed_total(&group, &raw, 1, 2, Duration::from_secs(60));
+        let (status, log) = app.stop();
+        assert!(status.success(), "{mode}: {log}");
+        assert_eq!(read_all(&alerts).len(), 1, "{mode}: the alert went out once the topic took it");
+        assert_eq!(read_all(&format!("{prefix}ecs")).len(), 2, "{mode}: every event formatted");
+    }
+}
+
 /// Sticky partitioning takes up partitions added to a SIEM topic while auditflow runs (from the
 /// producer's metadata, refreshed here every second instead of every 5 minutes): after the ECS
 /// topic grows from 1 partition to 3, the next events are spread over the new partitions too,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
@@ -59,6 +59,20 @@ pub async fn create_topic_with(name: &str, configs: &[(&str, &str)]) {
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics([&topic], &options).await.expect("create_topics request") {
         result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code:?}"));
+    }
+}
+
+/// Sets dynamic configs of topic `name` (non-incremental: those not named return to their defaults).
+pub async fn alter_topic(name: &str, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+    for (key, value) in configs {
+        alter = alter.set(key, value);
+    }
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    for result in admin.alter_configs([&alter], &options).await.expect("alter_configs request") {
+        result.unwrap_or_else(|(resource, code)| panic!("altering {resource:?}: {code:?}"));
     }
 }
 

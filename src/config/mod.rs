@@ -423,6 +423,10 @@ pub struct DeliveryConfig {
     pub transactional_id: Option<String>,
     /// Exactly-once: the broker aborts a transaction left open this long, in ms. Default 60000.
     pub transaction_timeout_ms: u64,
+    /// `/ready` answers 503 once outputs have failed without a break for this long, in ms:
+    /// deliveries retried (at-least-once) or transactions aborted with none committed
+    /// (exactly-once). 0: never. Default 60000.
+    pub unready_after_failing_ms: u64,
 }
 
 /// The delivery guarantee (`docs/delivery.md`).
@@ -456,6 +460,7 @@ impl Default for DeliveryConfig {
             mode: DeliveryMode::AtLeastOnce,
             transactional_id: None,
             transaction_timeout_ms: 60_000,
+            unready_after_failing_ms: 60_000,
         }
     }
 }

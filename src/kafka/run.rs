@@ -307,6 +307,8 @@ struct Tag {
     sent: std::time::Instant,
     /// Exactly-once: the transaction the output was sent in.
     epoch: u64,
+    /// At-least-once: a delivery of it failed, and it is being sent again.
+    retried: bool,
 }
 
 /// Most deliveries, or most records already fetched, taken in one turn of the run loop.
@@ -343,6 +345,13 @@ struct Runner {
     /// Records received but not yet processed, in order: filled while the registry is down.
     backlog: VecDeque<SourceRecord>,
     blocked: Option<Blocked>,
+    /// Outputs being sent again after a failed delivery (at-least-once).
+    retrying: usize,
+    /// Since when (epoch ms) outputs have failed without a break: some output was being retried
+    /// all along, or (exactly-once) every transaction since was aborted.
+    failing_since: Option<i64>,
+    /// Whether the current failing spell was reported (past `delivery.unready_after_failing_ms`).
+    failing_reported: bool,
     /// Whether consumption is paused (see `can_take`).
     paused: bool,
     dead_letter: String,
@@ -426,6 +435,8 @@ pub struct RunOptions {
 pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, options: RunOptions) -> Result<(), RunError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let health = Arc::new(Health::default());
+    let unready_after = Duration::from_millis(config.delivery.unready_after_failing_ms);
+    health.unready_when_failing_for(unready_after);
     let rewind: Arc<AtomicBool> = Arc::default();
     let assigned: Arc<AtomicBool> = Arc::default();
     let exactly_once = config.delivery.mode == DeliveryMode::ExactlyOnce;
@@ -488,6 +499,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
         resends: FuturesUnordered::new(),
         backlog: VecDeque::new(),
         blocked: None,
+        retrying: 0,
+        failing_since: None,
+        failing_reported: false,
         paused: false,
         dead_letter: config.topics.dead_letter.clone(),
         max_in_flight: config.delivery.max_in_flight,
@@ -661,6 +675,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                 }
                 runner.advance_windows().await?;
                 runner.grow_sticky();
+                runner.report_failing(&health, unready_after);
                 if options.until_caught_up {
                     let numbers = assigned_partition_numbers(&runner.consumer);
                     debug!(
@@ -961,7 +976,7 @@ impl Runner {
                     })
                     .collect()
             };
-            let id = self.in_flight.insert(Tag { holds, topic: self.meters.output(&output.topic), sent, epoch });
+            let id = self.in_flight.insert(Tag { holds, topic: self.meters.output(&output.topic), sent, epoch, retried: false });
             let partition = self.sticky.as_ref().and_then(|sticky| sticky.partition(&output.topic, sent));
             loop {
                 match send(&self.producer, output, id, partition) {
@@ -1025,6 +1040,12 @@ impl Runner {
             Ok(()) => {
                 self.meters.produce.record(now.saturating_duration_since(tag.sent).as_secs_f64());
                 tag.topic.produced.increment(1);
+                if tag.retried {
+                    self.retrying -= 1;
+                    if self.retrying == 0 {
+                        self.end_failing();
+                    }
+                }
                 let mut tracker = self.tracker.lock().expect("tracker lock");
                 for (tp, offset) in &tag.holds {
                     tracker.ack(tp, *offset);
@@ -1041,6 +1062,12 @@ impl Runner {
             }
             Err(failure) => {
                 let (error, message) = *failure;
+                let mut tag = tag;
+                if !tag.retried {
+                    tag.retried = true;
+                    self.retrying += 1;
+                }
+                self.start_failing();
                 if let Some((code, reason)) = self.producer.client().fatal_error() {
                     error!(message = "Producer fatal error.", %reason);
                     return Err(RunError::Kafka { context: "producer fatal error", source: KafkaError::MessageProduction(code) });
@@ -1054,6 +1081,39 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Outputs failed (a delivery, or an exactly-once transaction): a failing spell begins, unless
+    /// one is on.
+    fn start_failing(&mut self) {
+        self.failing_since.get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
+    }
+
+    /// Outputs go through again: the failing spell, if any, ends.
+    fn end_failing(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            if self.failing_reported {
+                let secs = (chrono::Utc::now().timestamp_millis() - since) / 1000;
+                info!(message = "Outputs go through again; /ready answers 200.", failed_for_secs = secs);
+            }
+            self.failing_reported = false;
+        }
+    }
+
+    /// On the heartbeat: the failing spell to `/ready` and the gauge, and one error line once it
+    /// has lasted `after` (zero: never).
+    fn report_failing(&mut self, health: &Health, after: Duration) {
+        health.failing_since(self.failing_since);
+        let secs = self.failing_since.map_or(0, |since| (chrono::Utc::now().timestamp_millis() - since).max(0) / 1000);
+        metrics::gauge!("auditflow_outputs_failing_seconds").set(secs as f64);
+        if !self.failing_reported && !after.is_zero() && self.failing_since.is_some() && secs >= after.as_secs() as i64 {
+            self.failing_reported = true;
+            error!(
+                message = "Outputs have failed without a break; /ready answers 503 until one goes through. Nothing is dropped: they are retried and offsets wait.",
+                secs,
+                retrying = self.retrying
+            );
+        }
     }
 
     /// Reloads the policy catalog when its file changed; a file that fails to load keeps the old catalog.
@@ -1121,6 +1181,7 @@ impl Runner {
         }
         let eos = self.eos.as_mut().expect("exactly-once state");
         if eos.failed {
+            self.start_failing();
             return self.rewind("a delivery of the transaction failed").await;
         }
         let mut offsets = TopicPartitionList::new();
@@ -1134,6 +1195,7 @@ impl Runner {
         let started = std::time::Instant::now();
         match eos.txn.commit(offsets, group).await {
             Ok(()) => {
+                self.end_failing();
                 metrics::counter!("auditflow_transactions_total", "outcome" => "committed").increment(1);
                 metrics::histogram!("auditflow_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
                 Ok(())
@@ -1157,6 +1219,7 @@ impl Runner {
     /// new producer), then rewind.
     async fn recover(&mut self, failure: Failure) -> Result<(), RunError> {
         warn!(message = "Transaction failed; aborting and rewinding to the committed offsets.", %failure);
+        self.start_failing();
         if failure.is_fenced() {
             let eos = self.eos.as_ref().expect("exactly-once state");
             return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
