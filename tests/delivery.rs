@@ -163,6 +163,35 @@ async fn tiny_limits_pause_the_consumer_and_lose_nothing() {
 /// the way in, waits until everything is committed and stops auditflow (asserting exit 0).
 /// Returns the published event ids and how often each id is on the ECS topic.
 async fn restart_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>, HashMap<String, usize>) {
+    outage_mid_stream(s, seed, || stack(&["restart", "kafka"])).await
+}
+
+/// Thaws the broker when dropped, so that a failing test leaves it running for the others.
+struct Thaw;
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        stack(&["thaw", "kafka"]);
+    }
+}
+
+/// [`restart_broker_mid_stream`] with a frozen broker instead (SIGSTOP for `FREEZE`, then
+/// SIGCONT): its sockets stay open and nothing answers, as in a long GC pause or a hung host, so
+/// requests in flight run into their timeouts (librdkafka's `request.timeout.ms` is 30 s) instead of
+/// failing at once on a closed connection.
+async fn freeze_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>, HashMap<String, usize>) {
+    const FREEZE: Duration = Duration::from_secs(35);
+    outage_mid_stream(s, seed, || {
+        let _thaw = Thaw;
+        stack(&["freeze", "kafka"]);
+        // The outage itself, not a wait for a condition.
+        std::thread::sleep(FREEZE);
+    })
+    .await
+}
+
+/// The body of the outage tests: `outage` runs a third of the way in.
+async fn outage_mid_stream(s: &Scenario, seed: u64, outage: impl FnOnce()) -> (HashSet<String>, HashMap<String, usize>) {
     // A restart takes longer than the tests' 6 s group session: the session would expire while the
     // broker is away, and librdkafka (2.12) sometimes never rejoins after that (its issue #2944;
     // one CI run in this project's sixth session sat outside the group for three minutes). The
@@ -179,13 +208,13 @@ async fn restart_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>,
     let app = Auditflow::start(&s.config);
     let addr = metrics_addr(&app);
     await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
-    stack(&["restart", "kafka"]);
+    outage();
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while try_committed(&s.group, &s.raw, 2).map_or(true, |c| c.iter().map(|(_, o)| o).sum::<i64>() < count as i64) {
         if std::time::Instant::now() > deadline {
             let metrics: Vec<String> =
                 get(&addr, "/metrics").1.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")).map(str::to_owned).collect();
-            panic!("not committed to the end 180 s after the restart: {:?}\n{}", try_committed(&s.group, &s.raw, 2), metrics.join("\n"));
+            panic!("not committed to the end 180 s after the outage: {:?}\n{}", try_committed(&s.group, &s.raw, 2), metrics.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -212,6 +241,26 @@ async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() 
     assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
     let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+}
+
+/// The broker frozen for 35 s mid-stream (requests time out on open connections), in both
+/// delivery modes: auditflow rides it out, every event comes out, and in exactly-once mode a
+/// `read_committed` reader finds each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn exclusive_broker_freeze_is_survived_in_both_modes() {
+    for (mode, seed) in [("at-least-once", 17), ("exactly-once", 18)] {
+        let s = scenario(2).await;
+        if mode == "exactly-once" {
+            make_exactly_once(&s.config, &format!("{}-tx", s.group));
+        }
+        let (ids, seen) = freeze_broker_mid_stream(&s, seed).await;
+        let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
+        assert_eq!(missing, 0, "{mode}: {missing} missing");
+        if mode == "exactly-once" {
+            let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+            assert!(duplicates.is_empty(), "{mode}: {} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+        }
+    }
 }
 
 /// An outage longer than the group session, as production meets it: the broker restarts while
