@@ -106,6 +106,50 @@ async fn summaries_rules_and_late_events_reach_their_topics() {
     assert!(alert_records.iter().all(|m| m.key().is_some()));
 }
 
+/// Exactly-once: a restart resumes each partition's watermark from the changelog (its highest
+/// event time is saved with every commit). The first run windows events up to 10:00:10 and stops
+/// (its windows flushed, so no event is left in the changelog); the second, same group and
+/// transactional id, gets an event at 09:50, far behind the saved watermark: it is reported late
+/// (`behind_watermark`), as it would have been without the restart, instead of opening a window.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_restart_resumes_the_watermark() {
+    let raw = unique("win");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    make_exactly_once(&config, &unique("txn"));
+
+    let app = Auditflow::start(&config);
+    produce(
+        &raw,
+        &[
+            event("2026-11-28T10:00:00.000Z", "deploy", "allowed", "fixed", "tr-a"),
+            event("2026-11-28T10:00:10.000Z", "deploy", "allowed", "fixed", "tr-b"),
+        ],
+    )
+    .await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+
+    let app = Auditflow::start(&config);
+    produce(&raw, &[event("2026-11-28T09:50:00.000Z", "execute", "allowed", "fixed", "tr-c")]).await;
+    await_committed_to_end(&group, &raw, Duration::from_secs(60));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    let restored = log.lines().find(|l| l.contains("Windows restored from the changelog.")).unwrap_or_else(|| panic!("{log}"));
+    assert!(restored.contains("events=0") && restored.contains("max_event_time=\"2026-11-28T10:00:10.000Z\""), "{restored}");
+
+    let sequences: Vec<Value> = read_all(&format!("{raw}.sequences")).iter().map(json).collect();
+    let late: Vec<&Value> = sequences.iter().filter(|v| v["kind"] == "late_event").collect();
+    assert_eq!(late.len(), 1, "{sequences:#?}");
+    assert_eq!((late[0]["trace"].as_str(), late[0]["reason"].as_str()), (Some("tr-c"), Some("behind_watermark")));
+    let summaries: Vec<&str> = sequences.iter().filter(|v| v["kind"] == "trace_summary").map(|v| v["trace"].as_str().unwrap()).collect();
+    assert_eq!(summaries, ["tr-a", "tr-b"], "the late event opened no window");
+}
+
 /// SIGKILL while windows are open: the committed offset never passed their first events, so the
 /// restart re-reads them, and every trace's summary is emitted with none of its events missing.
 /// (A summary may repeat with the same id in at-least-once mode.)

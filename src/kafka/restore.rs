@@ -13,9 +13,18 @@ use crate::config::KafkaConfig;
 use crate::model::SourceRecord;
 use crate::pipeline::changelog::{Restore, SOURCE_KEY_HEADER};
 
-/// The live changelog entries of `input`/`partition`, in offset order: reads partition
-/// `partition` of `changelog` from its start to its end (committed records only).
-pub fn read(kafka: &KafkaConfig, changelog: &str, input: &str, partition: i32, timeout: Duration) -> Result<Vec<SourceRecord>, KafkaError> {
+/// What the changelog saved of one input partition.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// The live entries (events of open windows), in offset order.
+    pub records: Vec<SourceRecord>,
+    /// The partition's highest event time at the last commit, if one was saved.
+    pub max_event_time: Option<i64>,
+}
+
+/// What the changelog saved of `input`/`partition`: reads partition `partition` of `changelog`
+/// from its start to its end (committed records only).
+pub fn read(kafka: &KafkaConfig, changelog: &str, input: &str, partition: i32, timeout: Duration) -> Result<Saved, KafkaError> {
     let mut settings = consumer_config(kafka);
     settings
         .set("group.id", format!("{}.restore", kafka.group_id))
@@ -46,5 +55,6 @@ pub fn read(kafka: &KafkaConfig, changelog: &str, input: &str, partition: i32, t
             }
         }
     }
-    Ok(restore.records(input))
+    let max_event_time = restore.event_time(input, partition);
+    Ok(Saved { records: restore.records(input), max_event_time })
 }

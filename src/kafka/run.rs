@@ -400,6 +400,9 @@ struct Eos {
     failed: bool,
     /// The open transaction's changelog records, folded, written just before it commits.
     pending: crate::pipeline::changelog::Pending,
+    /// The highest event time of each partition as written to the changelog (committed, or in
+    /// the open transaction) since the last rewind: only changes are written again.
+    event_times: HashMap<TopicPartition, i64>,
     rewind: Arc<AtomicBool>,
     assigned: Arc<AtomicBool>,
     timeout: Duration,
@@ -586,6 +589,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             restored: HashSet::new(),
             failed: false,
             pending: Default::default(),
+            event_times: HashMap::new(),
             rewind: rewind.clone(),
             assigned: assigned.clone(),
             timeout,
@@ -1167,6 +1171,7 @@ impl Runner {
         if self.rewind_if_revoked().await? {
             return Ok(());
         }
+        self.save_event_times();
         let eos = self.eos.as_mut().expect("exactly-once state");
         let changelog = eos.pending.drain();
         if !changelog.is_empty() {
@@ -1201,6 +1206,23 @@ impl Runner {
                 Ok(())
             }
             Err(failure) => self.recover(failure).await,
+        }
+    }
+
+    /// Exactly-once: puts the highest event time of each partition where it moved among the
+    /// transaction's changelog records, so that a restart resumes its watermark. Only with a
+    /// transaction open: an idle commit tick writes nothing.
+    fn save_event_times(&mut self) {
+        let Some(eos) = self.eos.as_mut() else { return };
+        if !eos.txn.is_open() {
+            return;
+        }
+        for tp in eos.positions.keys() {
+            let Some(max_ts) = self.pipeline.max_event_time(&tp.0, tp.1) else { continue };
+            if eos.event_times.get(tp) != Some(&max_ts) {
+                eos.event_times.insert(tp.clone(), max_ts);
+                eos.pending.push(crate::pipeline::changelog::event_time(&eos.changelog, &tp.0, tp.1, max_ts));
+            }
         }
     }
 
@@ -1265,6 +1287,7 @@ impl Runner {
         let eos = self.eos.as_mut().expect("exactly-once state");
         eos.positions.clear();
         eos.pending.clear();
+        eos.event_times.clear();
         eos.restored.clear();
         eos.failed = false;
         eos.assigned.store(true, Ordering::SeqCst);
@@ -1327,10 +1350,11 @@ impl Runner {
         let eos = self.eos.as_ref().expect("exactly-once state");
         let (kafka, changelog, timeout) = (eos.kafka.clone(), eos.changelog.clone(), eos.timeout);
         let (topic, partition) = tp.clone();
-        let records = tokio::task::spawn_blocking(move || super::restore::read(&kafka, &changelog, &topic, partition, timeout))
+        let saved = tokio::task::spawn_blocking(move || super::restore::read(&kafka, &changelog, &topic, partition, timeout))
             .await
             .expect("restore task")
             .map_err(|source| RunError::Kafka { context: "reading the window changelog", source })?;
+        let records = saved.records;
         let now = chrono::Utc::now().timestamp_millis();
         let mut closed = Vec::new();
         for record in &records {
@@ -1343,7 +1367,16 @@ impl Runner {
             }
             closed.extend(self.pipeline.restore(record, now));
         }
-        info!(message = "Windows restored from the changelog.", topic = %tp.0, partition = tp.1, events = records.len());
+        if let Some(max_ts) = saved.max_event_time {
+            self.pipeline.restore_event_time(&tp.0, tp.1, max_ts);
+        }
+        info!(
+            message = "Windows restored from the changelog.",
+            topic = %tp.0,
+            partition = tp.1,
+            events = records.len(),
+            max_event_time = saved.max_event_time.map(crate::pipeline::window::rfc3339)
+        );
         self.eos.as_mut().expect("exactly-once state").restored.insert(tp.clone());
         self.send_all(closed, None).await
     }
@@ -1370,6 +1403,8 @@ impl Runner {
             return Ok(());
         }
         let (open, _) = self.pipeline.window_stats();
+        // Before the flush forgets them.
+        self.save_event_times();
         let flushed = self.pipeline.flush_windows();
         self.send_all(flushed, None).await?;
         if self.eos.is_some() {

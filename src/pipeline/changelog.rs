@@ -6,6 +6,9 @@
 //! window closes         ─► tombstone for every step of its summary (same keys)
 //! partition assigned    ─► read the changelog partition, keep the live keys, re-feed them in
 //!                          offset order into the windows (outputs discarded: already written)
+//! each commit           ─► key "topic/partition/max_ts", value = the partition's highest event
+//!                          time, for every partition processed in the transaction: the restart
+//!                          resumes its watermark where it was, windows open or not
 //! ```
 //!
 //! The changelog record lives in the partition of its source record and is written in the same
@@ -22,6 +25,31 @@ pub const SOURCE_KEY_HEADER: &str = "auditflow.source.key";
 /// The changelog key of a source position: `topic/partition/offset` (topic names cannot hold `/`).
 pub fn key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
     format!("{topic}/{partition}/{offset}").into_bytes()
+}
+
+/// The changelog key of a partition's highest event time (see [`event_time`]).
+pub fn event_time_key(topic: &str, partition: i32) -> Vec<u8> {
+    format!("{topic}/{partition}/max_ts").into_bytes()
+}
+
+/// The entry saving `topic`/`partition`'s highest event time, `max_ts` (epoch ms, in decimal).
+pub fn event_time(changelog: &str, topic: &str, partition: i32, max_ts: i64) -> Output {
+    Output {
+        topic: changelog.to_owned(),
+        key: Some(event_time_key(topic, partition)),
+        payload: Some(max_ts.to_string().into_bytes()),
+        headers: Vec::new(),
+        timestamp_ms: None,
+        holds: Vec::new(),
+        partition: Some(partition),
+    }
+}
+
+/// Reads a key written by [`event_time_key`].
+fn parse_event_time_key(key: &[u8]) -> Option<(String, i32)> {
+    let text = std::str::from_utf8(key).ok()?.strip_suffix("/max_ts")?;
+    let (topic, partition) = text.rsplit_once('/')?;
+    Some((topic.to_owned(), partition.parse().ok()?)).filter(|(topic, _)| !topic.is_empty())
 }
 
 /// Reads a key written by [`key`]; `None` for anything else.
@@ -65,11 +93,19 @@ pub fn tombstone(changelog: &str, topic: &str, partition: i32, offset: i64) -> O
 #[derive(Debug, Default)]
 pub struct Restore {
     live: HashMap<(String, i32, i64), SourceRecord>,
+    event_times: HashMap<(String, i32), i64>,
 }
 
 impl Restore {
     /// Applies one changelog record (key, value, headers, timestamp).
     pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, source_key: Option<&[u8]>, timestamp_ms: Option<i64>) {
+        if let Some(partition) = key.and_then(parse_event_time_key) {
+            match value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok()) {
+                Some(max_ts) => self.event_times.insert(partition, max_ts),
+                None => self.event_times.remove(&partition),
+            };
+            return;
+        }
         let Some(position) = key.and_then(parse_key) else { return };
         match value {
             None => {
@@ -95,6 +131,11 @@ impl Restore {
         let mut records: Vec<SourceRecord> = self.live.into_values().filter(|r| r.topic == topic).collect();
         records.sort_by_key(|r| (r.partition, r.offset));
         records
+    }
+
+    /// The saved highest event time of `topic`/`partition`, if any.
+    pub fn event_time(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.event_times.get(&(topic.to_owned(), partition)).copied()
     }
 }
 
@@ -151,6 +192,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn event_time_keys_round_trip_and_are_not_entry_keys() {
+        let key = event_time_key("audit.raw-x_1", 3);
+        assert_eq!(parse_event_time_key(&key), Some(("audit.raw-x_1".into(), 3)));
+        assert_eq!(parse_key(&key), None, "never read as an event position");
+        let output = event_time("cl", "raw", 2, 1_776_521_527_441);
+        assert_eq!((output.payload.as_deref(), output.partition), (Some(&b"1776521527441"[..]), Some(2)));
+        for bad in [&b"/1/max_ts"[..], b"t/x/max_ts", b"t/1/max", b"max_ts"] {
+            assert_eq!(parse_event_time_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn keys_round_trip_and_reject_garbage() {
         assert_eq!(parse_key(&key("audit.raw-events_1", 3, 42)), Some(("audit.raw-events_1".into(), 3, 42)));
         for bad in [&b"x/1"[..], b"/1/2", b"t/p/2", b"t/1/o", b"\xff/1/2", b""] {
@@ -167,6 +220,14 @@ mod tests {
         restore.apply(Some(&key("raw", 0, 5)), None, None, None);
         restore.apply(Some(&key("other", 0, 1)), Some(b"other topic"), None, None);
         restore.apply(Some(b"not a key"), Some(b"ignored"), None, None);
+        // Highest event times: the last value wins, per topic and partition; not an entry.
+        restore.apply(Some(&event_time_key("raw", 0)), Some(b"1000"), None, None);
+        restore.apply(Some(&event_time_key("raw", 0)), Some(b"2000"), None, None);
+        restore.apply(Some(&event_time_key("raw", 1)), Some(b"500"), None, None);
+        assert_eq!(
+            (restore.event_time("raw", 0), restore.event_time("raw", 1), restore.event_time("raw", 2)),
+            (Some(2000), Some(500), None)
+        );
         let records = restore.records("raw");
         let got: Vec<(i64, &[u8])> = records.iter().map(|r| (r.offset, r.payload.as_deref().unwrap())).collect();
         assert_eq!(got, vec![(3, &b"three"[..]), (7, &b"seven"[..])]);

@@ -295,6 +295,20 @@ impl Pipeline {
         self.fit(outputs, None)
     }
 
+    /// The highest event time of a partition's windowed events (see [`window::Windows::max_event_time`]);
+    /// `None` without windows or before its first event.
+    pub fn max_event_time(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.windows.as_ref()?.max_event_time(topic, partition)
+    }
+
+    /// Re-sets a partition's highest event time saved in the changelog (before
+    /// [`Pipeline::finish_restore`]).
+    pub fn restore_event_time(&mut self, topic: &str, partition: i32, max_ts: i64) {
+        if let Some(windows) = self.windows.as_mut() {
+            windows.restore_event_time(topic, partition, max_ts);
+        }
+    }
+
     /// Ends a restore: watermarks move to the restored events' times, and the windows they pass
     /// close (their outputs are new: the saved state had them open).
     pub fn finish_restore(&mut self) -> Outputs {

@@ -249,6 +249,22 @@ impl Windows {
         self.truncated
     }
 
+    /// The highest event time seen in the partition (restored ones included); `None` before its
+    /// first event. Saved with the exactly-once changelog, so that a restart resumes the
+    /// partition's watermark where it was ([`Windows::restore_event_time`]).
+    pub fn max_event_time(&self, topic: &str, partition: i32) -> Option<i64> {
+        let part = *self.partition_ix.get(topic)?.get(&partition)?;
+        self.partitions[part as usize].max_ts
+    }
+
+    /// Re-sets the partition's highest event time saved before a restart: like a restored event's
+    /// time, it moves the watermark at [`Windows::finish_restore`], not before.
+    pub fn restore_event_time(&mut self, topic: &str, partition: i32, max_ts: i64) {
+        let part = self.partition_ix(topic, partition);
+        let st = &mut self.partitions[part as usize];
+        st.restored_max = Some(st.restored_max.map_or(max_ts, |max| max.max(max_ts)));
+    }
+
     /// The partition's watermark, if it is known: `None` before its first event; `i64::MAX` when idle.
     pub fn watermark(&self, topic: &str, partition: i32) -> Option<i64> {
         let part = *self.partition_ix.get(topic)?.get(&partition)?;
