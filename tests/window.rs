@@ -36,6 +36,19 @@ fn event(ts: &str, action: &str, result: &str, mode: &str, trace: &str) -> Input
     Input { partition: 0, key: Some(trace.as_bytes().to_vec()), value: Some(text.into_bytes()), headers: vec![] }
 }
 
+/// A fresh one-partition input topic and a config for it in a temporary directory (kept alive by
+/// the returned guard): `(raw, group, config, dir)`; outputs go to `<raw>.alerts`, `<raw>.dlq`,
+/// `<raw>.siem.*` and `<raw>.sequences`.
+async fn one_partition_run() -> (String, String, std::path::PathBuf, tempfile::TempDir) {
+    let raw = unique("win");
+    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
+    create_topics(&[&raw], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    (raw, group, config, dir)
+}
+
 fn json(m: &rdkafka::message::OwnedMessage) -> Value {
     serde_json::from_slice(m.payload().unwrap()).unwrap()
 }
@@ -45,12 +58,7 @@ fn json(m: &rdkafka::message::OwnedMessage) -> Value {
 /// arrives after its window closed becomes a late-event record.
 #[tokio::test(flavor = "multi_thread")]
 async fn summaries_rules_and_late_events_reach_their_topics() {
-    let raw = unique("win");
-    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
-    create_topics(&[&raw], 1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let group = unique("group");
-    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let (raw, group, config, _dir) = one_partition_run().await;
     let text = std::fs::read_to_string(&config).unwrap();
     let window_start = text.find("[window]").unwrap();
     let window_end = window_start + text[window_start..].find("[siem").unwrap();
@@ -93,7 +101,7 @@ async fn summaries_rules_and_late_events_reach_their_topics() {
     assert_eq!(late[0]["trace"], "tr-a");
     assert_eq!(late[0]["ts"], "2026-11-28T09:50:00.000Z");
 
-    let alert_records = read_all(&alerts);
+    let alert_records = read_all(&format!("{raw}.alerts"));
     let rule_alerts: Vec<Value> = alert_records.iter().map(json).filter(|v| v["alert"] == "sequence_rule").collect();
     // execute-after-deny hits twice: the executes at :02 and :03 each follow the denial at :01.
     assert_eq!(rule_alerts.len(), 5, "{rule_alerts:#?}");
@@ -113,12 +121,7 @@ async fn summaries_rules_and_late_events_reach_their_topics() {
 /// (`behind_watermark`), as it would have been without the restart, instead of opening a window.
 #[tokio::test(flavor = "multi_thread")]
 async fn exactly_once_restart_resumes_the_watermark() {
-    let raw = unique("win");
-    let (alerts, dlq, prefix) = (format!("{raw}.alerts"), format!("{raw}.dlq"), format!("{raw}.siem."));
-    create_topics(&[&raw], 1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let group = unique("group");
-    let config = write_config(dir.path(), &group, &raw, &alerts, &dlq, &prefix);
+    let (raw, group, config, _dir) = one_partition_run().await;
     make_exactly_once(&config, &unique("txn"));
 
     let app = Auditflow::start(&config);
