@@ -399,8 +399,8 @@ async fn records_too_large_to_send_are_dead_lettered_and_the_run_goes_on() {
 /// Outputs the broker refuses for as long as nothing changes (alerts larger than their topic's
 /// `max.message.bytes`, which the producer's own limit does not catch): nothing is dropped and
 /// the run goes on retrying, but after `delivery.unready_after_failing_ms` (2 s here) `/ready`
-/// answers 503 with the reason, the `auditflow_outputs_failing_seconds` gauge counts, and one
-/// error line says so. Once the topic takes them (its limit raised), the alert goes out, `/ready`
+/// answers 503 with the reason, the `auditflow_outputs_failing_since_seconds` gauge says since
+/// when, and one error line says so. Once the topic takes them (its limit raised), the alert goes out, `/ready`
 /// answers 200 again and offsets are committed to the end. In both delivery modes (exactly-once:
 /// every transaction holding an alert aborts until then).
 #[tokio::test(flavor = "multi_thread")]
@@ -437,9 +437,9 @@ async fn outputs_refused_for_good_turn_ready_off_until_they_go_through() {
             std::thread::sleep(Duration::from_millis(200));
         };
         let (_, metrics) = get(&addr, "/metrics");
-        let failing = sample(&metrics, "auditflow_outputs_failing_seconds", &[]).unwrap_or(0.0);
-        // Set on the 1 s heartbeat: it may trail /ready by up to a second.
-        assert!(failing >= 1.0, "{mode}: {body}; gauge {failing}");
+        let since = sample(&metrics, "auditflow_outputs_failing_since_seconds", &[]).unwrap_or(0.0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(since > 0.0 && now - since >= 2.0, "{mode}: {body}; failing since {since}, now {now}");
         await_log(&app.log, "Outputs have failed without a break", Duration::from_secs(10));
         assert!(read_all(&alerts).is_empty(), "{mode}: the broker refused the alert");
         assert!(committed_total(&group, &raw, 1) < 2, "{mode}: the denied event's offset waits");

@@ -1104,12 +1104,13 @@ impl Runner {
         }
     }
 
-    /// On the heartbeat: the failing spell to `/ready` and the gauge, and one error line once it
-    /// has lasted `after` (zero: never).
+    /// On the heartbeat: the failing spell to the gauge (when it began, so that a late heartbeat
+    /// cannot make it read younger than `/ready` says) and to `/ready`, and one error line once
+    /// it has lasted `after` (zero: never).
     fn report_failing(&mut self, health: &Health, after: Duration) {
+        metrics::gauge!("auditflow_outputs_failing_since_seconds").set(self.failing_since.map_or(0.0, |since| since as f64 / 1000.0));
         health.failing_since(self.failing_since);
         let secs = self.failing_since.map_or(0, |since| (chrono::Utc::now().timestamp_millis() - since).max(0) / 1000);
-        metrics::gauge!("auditflow_outputs_failing_seconds").set(secs as f64);
         if !self.failing_reported && !after.is_zero() && self.failing_since.is_some() && secs >= after.as_secs() as i64 {
             self.failing_reported = true;
             error!(
