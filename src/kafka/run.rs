@@ -1039,7 +1039,7 @@ impl Runner {
     /// `now` is the time the delivery was taken (one clock read serves a burst of them).
     /// A report for an output no longer tracked (the transaction it belonged to was rewound) is ignored.
     fn on_delivered(&mut self, (id, result): Report, now: std::time::Instant) -> Result<(), RunError> {
-        let Some(tag) = self.in_flight.remove(id) else { return Ok(()) };
+        let Some(mut tag) = self.in_flight.remove(id) else { return Ok(()) };
         match result {
             Ok(()) => {
                 self.meters.produce.record(now.saturating_duration_since(tag.sent).as_secs_f64());
@@ -1066,7 +1066,6 @@ impl Runner {
             }
             Err(failure) => {
                 let (error, message) = *failure;
-                let mut tag = tag;
                 if !tag.retried {
                     tag.retried = true;
                     self.retrying += 1;
