@@ -10,6 +10,7 @@ pub mod publish;
 pub mod registry;
 pub mod restore;
 pub mod run;
+pub mod stall;
 pub mod sticky;
 pub mod txn;
 

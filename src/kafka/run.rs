@@ -407,6 +407,18 @@ struct Eos {
     assigned: Arc<AtomicBool>,
     timeout: Duration,
     transactional_id: String,
+    /// Tells whether auditflow itself stood still (see `timed_out_by_the_broker`).
+    stalls: super::stall::StallWatch,
+}
+
+impl Eos {
+    /// Whether a fenced error means the broker aborted the open transaction for outliving its
+    /// timeout (KIP-588 bumps the epoch), not that another instance took over: the transaction
+    /// is older than its timeout, and the process ran all along. A process that was frozen
+    /// (SIGSTOP, a suspended VM) may have been replaced meanwhile; it stops, as a zombie must.
+    fn timed_out_by_the_broker(&self) -> bool {
+        self.txn.outlived_its_timeout() && !self.stalls.stalled_since(self.txn.began())
+    }
 }
 
 /// The policy catalog file and the modification time of the version loaded.
@@ -594,6 +606,7 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             assigned: assigned.clone(),
             timeout,
             transactional_id: config.transactional_id(),
+            stalls: super::stall::StallWatch::start(),
         });
     }
     if let Some(topic) = &repartition {
@@ -1060,7 +1073,11 @@ impl Runner {
                 // Never sent again: the transaction is aborted and its records re-processed.
                 let eos = self.eos.as_mut().expect("exactly-once state");
                 if tag.epoch == eos.txn.epoch() && eos.txn.is_open() {
-                    warn!(message = "Delivery failed in the open transaction; it will be aborted.", topic = %tag.topic.name, %error);
+                    // One line per transaction: when the broker is away, every record in flight
+                    // fails at once (thousands of lines for one abort, before).
+                    if !eos.failed {
+                        warn!(message = "Delivery failed in the open transaction; it will be aborted.", topic = %tag.topic.name, %error);
+                    }
                     eos.failed = true;
                 }
             }
@@ -1244,35 +1261,57 @@ impl Runner {
         self.start_failing();
         if failure.is_fenced() {
             let eos = self.eos.as_ref().expect("exactly-once state");
-            return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
+            if !eos.timed_out_by_the_broker() {
+                return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
+            }
+            warn!(
+                message = "The transaction outlived transaction_timeout_ms, so the broker aborted it and fenced this producer; replacing the producer.",
+                timeout_ms = eos.timeout.as_millis() as u64
+            );
         }
-        if matches!(failure, Failure::Fatal(_) | Failure::Hung { .. }) {
+        if failure.is_fenced() || matches!(failure, Failure::Fatal(_) | Failure::Hung { .. }) {
             self.new_producer().await?;
         }
         self.rewind("the transaction failed").await
     }
 
-    /// Creates and initialises a new transactional producer (fencing the old one).
+    /// Creates and initialises a new transactional producer (fencing the old one). While the
+    /// broker is unreachable (the initialisation times out or hangs) it tries again, for up to
+    /// [`OUTAGE_RETRY_FOR`].
     async fn new_producer(&mut self) -> Result<(), RunError> {
-        let eos = self.eos.as_mut().expect("exactly-once state");
-        let producer: Producer = eos
-            .producer_settings
-            .create_with_context(DeliveryContext::new(eos.errors.clone(), self.report_sender.clone()))
-            .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
-        eos.txn = Transactions::init(producer.clone(), eos.timeout)
-            .await
-            .map_err(|failure| RunError::Transaction { detail: failure.to_string() })?;
-        self.producer = producer;
-        metrics::counter!("auditflow_producer_restarts_total").increment(1);
-        Ok(())
+        let mut retry = OutageRetry::new();
+        loop {
+            let eos = self.eos.as_mut().expect("exactly-once state");
+            let producer: Producer = eos
+                .producer_settings
+                .create_with_context(DeliveryContext::new(eos.errors.clone(), self.report_sender.clone()))
+                .map_err(|source| RunError::Kafka { context: "creating the producer", source })?;
+            match Transactions::init(producer.clone(), eos.timeout).await {
+                Ok(txn) => {
+                    eos.txn = txn;
+                    self.producer = producer;
+                    metrics::counter!("auditflow_producer_restarts_total").increment(1);
+                    return Ok(());
+                }
+                Err(failure) if failure.is_fenced() => return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() }),
+                Err(failure @ (Failure::Abort(_) | Failure::Hung { .. })) => {
+                    if !retry.wait("initialising a new transactional producer", &failure).await {
+                        return Err(RunError::Transaction { detail: failure.to_string() });
+                    }
+                }
+                Err(failure) => return Err(RunError::Transaction { detail: failure.to_string() }),
+            }
+        }
     }
 
     /// Aborts the open transaction, forgets everything processed since the last commit (windows,
     /// backlog, deliveries) and seeks every assigned partition back to its committed offset.
     async fn rewind(&mut self, why: &str) -> Result<(), RunError> {
         let eos = self.eos.as_mut().expect("exactly-once state");
+        let outlived = eos.timed_out_by_the_broker();
         if let Err(failure) = eos.txn.abort().await {
-            if failure.is_fenced() {
+            // See `recover`: a transaction older than its timeout was fenced by the broker.
+            if failure.is_fenced() && !outlived {
                 return Err(RunError::Fenced { transactional_id: eos.transactional_id.clone() });
             }
             warn!(message = "Abort failed; replacing the producer.", %failure);
@@ -1291,32 +1330,24 @@ impl Runner {
         eos.restored.clear();
         eos.failed = false;
         eos.assigned.store(true, Ordering::SeqCst);
-        let consumer = self.consumer.clone();
         let timeout = eos.timeout;
-        let seeked = tokio::task::spawn_blocking(move || -> KafkaResult<usize> {
-            let assignment = consumer.assignment()?;
-            let mut committed = consumer.committed_offsets(assignment, timeout)?;
-            for mut elem in
-                committed.elements().iter().map(|e| (e.topic().to_owned(), e.partition(), e.offset())).collect::<Vec<_>>().into_iter()
-            {
-                if !matches!(elem.2, Offset::Offset(_)) {
-                    elem.2 = Offset::Beginning;
-                    committed.set_partition_offset(&elem.0, elem.1, elem.2)?;
+        // The committed offsets come from the group coordinator: while the broker is unreachable
+        // (frozen, restarting) the fetch times out. Nothing is read meanwhile, so trying again
+        // is safe; the state above is already forgotten.
+        let mut retry = OutageRetry::new();
+        loop {
+            match seek_to_committed(self.consumer.clone(), timeout).await {
+                Ok(partitions) => {
+                    info!(message = "Transaction aborted; rewound to the committed offsets.", why, partitions);
+                    return Ok(());
+                }
+                Err(error) => {
+                    if !retry.wait("rewinding to the committed offsets", &error).await {
+                        return Err(RunError::Kafka { context: "rewinding to the committed offsets", source: error });
+                    }
                 }
             }
-            let count = committed.count();
-            if count > 0 {
-                consumer.seek_partitions(committed, timeout)?;
-            }
-            Ok(count)
-        })
-        .await
-        .expect("seek task");
-        match seeked {
-            Ok(partitions) => info!(message = "Transaction aborted; rewound to the committed offsets.", why, partitions),
-            Err(error) => return Err(RunError::Kafka { context: "rewinding to the committed offsets", source: error }),
         }
-        Ok(())
     }
 
     /// Exactly-once: after an assignment (or a rewind), restores the windows of every assigned
@@ -1419,6 +1450,7 @@ impl Runner {
             }
             let consumer = self.consumer.clone();
             let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
+            close_consumer(self.consumer, STEP_WITHIN).await;
             info!(message = "Stopped.");
             return Ok(());
         }
@@ -1434,7 +1466,7 @@ impl Runner {
         }
         let last = self.tracker.lock().expect("tracker lock").all_commits();
         let consumer = self.consumer.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let committing = tokio::task::spawn_blocking(move || {
             // Right after a broker restart the coordinator may still be loading: try a few times.
             for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
                 if commit_list(&consumer, &last, CommitMode::Sync) || attempt == FINAL_COMMIT_ATTEMPTS {
@@ -1443,9 +1475,22 @@ impl Runner {
                 std::thread::sleep(RESEND_BACKOFF);
             }
             consumer.unsubscribe();
-        })
-        .await;
+        });
+        // librdkafka's synchronous commit waits for the coordinator without a limit: after a
+        // broker outage it has not returned at all (a frozen broker, in this project's CI).
+        if tokio::time::timeout(STEP_WITHIN, committing).await.is_err() {
+            warn!(
+                message = "The last offset commit did not finish in time; stopping without it. The next run re-reads from the last commit that went through.",
+                within_secs = STEP_WITHIN.as_secs()
+            );
+            self.flush_producer().await;
+            // Closing would wait for the same coordinator: leave the consumer to the exit.
+            std::mem::forget(self.consumer.clone());
+            info!(message = "Stopped.");
+            return Ok(());
+        }
         self.flush_producer().await;
+        close_consumer(self.consumer, STEP_WITHIN).await;
         info!(message = "Stopped.");
         Ok(())
     }
@@ -1468,6 +1513,79 @@ impl Runner {
     async fn flush_producer(&self) {
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    }
+}
+
+/// How long each last step of a graceful stop (the final commit, leaving the group) may take
+/// before the stop goes on without it.
+const STEP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Closes the consumer, which leaves its group, on a blocking thread: librdkafka's close waits
+/// for the group coordinator and can block for good after an outage. Past `within` the thread is
+/// left to the process's exit, and the broker drops the member after `session.timeout.ms`.
+async fn close_consumer(consumer: Arc<StreamConsumer<RunContext>>, within: Duration) {
+    // The last reference closes the consumer when dropped.
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(within, closing).await.is_err() {
+        warn!(message = "Leaving the consumer group did not finish in time; stopping without it.", within_secs = within.as_secs());
+    }
+}
+
+/// Seeks every assigned partition back to its committed offset (the beginning where none is
+/// committed); returns how many partitions it seeked.
+async fn seek_to_committed(consumer: Arc<StreamConsumer<RunContext>>, timeout: Duration) -> KafkaResult<usize> {
+    tokio::task::spawn_blocking(move || -> KafkaResult<usize> {
+        let assignment = consumer.assignment()?;
+        let mut committed = consumer.committed_offsets(assignment, timeout)?;
+        let uncommitted: Vec<(String, i32)> = committed
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in uncommitted {
+            committed.set_partition_offset(&topic, partition, Offset::Beginning)?;
+        }
+        let count = committed.count();
+        if count > 0 {
+            consumer.seek_partitions(committed, timeout)?;
+        }
+        Ok(count)
+    })
+    .await
+    .expect("seek task")
+}
+
+/// How long exactly-once recovery (a new producer, the rewind) keeps trying while the broker is
+/// unreachable before the run stops with an error for its supervisor.
+const OUTAGE_RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// Spaced retries of a recovery step while the broker is unreachable: 1 s, doubling up to 10 s,
+/// for up to [`OUTAGE_RETRY_FOR`].
+struct OutageRetry {
+    started: tokio::time::Instant,
+    pause: Duration,
+    for_: Duration,
+}
+
+impl OutageRetry {
+    fn new() -> Self {
+        Self::for_(OUTAGE_RETRY_FOR)
+    }
+
+    fn for_(for_: Duration) -> Self {
+        OutageRetry { started: tokio::time::Instant::now(), pause: Duration::from_secs(1), for_ }
+    }
+
+    /// Logs the failure of `step` and waits before the next try; false when the time is up.
+    async fn wait(&mut self, step: &'static str, error: &dyn std::fmt::Display) -> bool {
+        if self.started.elapsed() + self.pause > self.for_ {
+            return false;
+        }
+        warn!(message = "Recovery step failed; trying again.", step, %error, retry_in_ms = self.pause.as_millis() as u64);
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(10));
+        true
     }
 }
 
@@ -1791,4 +1909,25 @@ fn commit_list(consumer: &StreamConsumer<RunContext>, commits: &[(TopicPartition
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recovery after an outage tries again 1, 2, 4, 8 s apart (then every 10 s) and gives up
+    /// before a pause would pass its time.
+    #[tokio::test(start_paused = true)]
+    async fn outage_retries_back_off_and_stop_when_the_time_is_up() {
+        let started = tokio::time::Instant::now();
+        let mut retry = OutageRetry::for_(Duration::from_secs(40));
+        let mut tries = 0;
+        while retry.wait("a step", &"broker unreachable").await {
+            tries += 1;
+        }
+        // 1 + 2 + 4 + 8 + 10 + 10 = 35; another 10 s would pass 40.
+        assert_eq!(tries, 6);
+        assert_eq!(started.elapsed(), Duration::from_secs(35));
+        assert_eq!(OutageRetry::new().for_, OUTAGE_RETRY_FOR);
+    }
 }

@@ -144,6 +144,8 @@ pub struct Transactions<C: ProducerContext + 'static> {
     producer: ThreadedProducer<C>,
     timeout: Duration,
     open: bool,
+    /// When the open transaction began.
+    began: Instant,
     epoch: u64,
 }
 
@@ -152,7 +154,7 @@ impl<C: ProducerContext + 'static> Transactions<C> {
     /// older producer with the same id and aborts what it left open.
     pub async fn init(producer: ThreadedProducer<C>, timeout: Duration) -> Result<Self, Failure> {
         blocking(&producer, "init_transactions", timeout, move |p| p.init_transactions(timeout)).await?;
-        Ok(Transactions { producer, timeout, open: false, epoch: 0 })
+        Ok(Transactions { producer, timeout, open: false, began: Instant::now(), epoch: 0 })
     }
 
     /// The producer, to send records in the open transaction.
@@ -163,6 +165,19 @@ impl<C: ProducerContext + 'static> Transactions<C> {
     /// Whether a transaction is open.
     pub fn is_open(&self) -> bool {
         self.open
+    }
+
+    /// Whether the open transaction has been open longer than `transaction.timeout.ms`. The
+    /// broker then aborts it and bumps the producer epoch, and the producer's next transactional
+    /// call fails as fenced although no other instance took over (KIP-588). A fenced error on a
+    /// younger transaction can only come from another instance.
+    pub fn outlived_its_timeout(&self) -> bool {
+        self.open && self.began.elapsed() >= self.timeout
+    }
+
+    /// When the open (or last) transaction began.
+    pub fn began(&self) -> Instant {
+        self.began
     }
 
     /// Counts transactions begun: deliveries tagged with an older epoch belong to a finished one.
@@ -180,6 +195,7 @@ impl<C: ProducerContext + 'static> Transactions<C> {
             _ => Failure::Abort(error),
         })?;
         self.open = true;
+        self.began = Instant::now();
         self.epoch += 1;
         Ok(())
     }
@@ -264,6 +280,22 @@ mod tests {
         assert!(ok.is_ok(), "{ok:?}");
         let failed = blocking_within(&producer, "quick", Duration::from_secs(30), |_| Err(KafkaError::Canceled)).await;
         assert!(matches!(failed, Err(Failure::Abort(KafkaError::Canceled))), "{failed:?}");
+    }
+
+    /// Only an open transaction older than its timeout can have been fenced by the broker itself.
+    #[test]
+    fn a_transaction_outlives_its_timeout_only_while_open_and_older_than_it() {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::producer::DefaultProducerContext;
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").create().expect("producer");
+        let timeout = Duration::from_secs(60);
+        let mut txn = Transactions { producer, timeout, open: true, began: Instant::now(), epoch: 1 };
+        assert!(!txn.outlived_its_timeout(), "just begun");
+        txn.began = Instant::now() - Duration::from_secs(61);
+        assert!(txn.outlived_its_timeout());
+        txn.open = false;
+        assert!(!txn.outlived_its_timeout(), "none open");
     }
 
     #[test]
