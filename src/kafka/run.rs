@@ -1009,10 +1009,16 @@ impl Runner {
                     Err(source) => {
                         if self.eos.is_some() {
                             // A fatal producer error (fenced among them) surfaces here first.
-                            let code = self.producer.client().fatal_error().map(|(code, _)| code);
-                            let error = code.map(KafkaError::MessageProduction).unwrap_or(source);
+                            // Without one raised yet (a fenced producer's sends fail with
+                            // `State` before librdkafka raises it), abort: the abort call
+                            // then reports what the producer's state really is, and a fenced
+                            // producer stops instead of fencing its replacement back.
+                            let failure = match self.producer.client().fatal_error() {
+                                Some((code, _)) => Failure::Fatal(KafkaError::MessageProduction(code)),
+                                None => Failure::Abort(source),
+                            };
                             // The rest of these outputs belong to the state the rewind drops.
-                            return self.recover(Failure::Fatal(error)).await;
+                            return self.recover(failure).await;
                         }
                         return Err(RunError::Kafka { context: "producing", source });
                     }
