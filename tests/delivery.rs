@@ -259,6 +259,39 @@ async fn exclusive_broker_freeze_is_survived_at_least_once() {
     assert_eq!(missing, 0, "{missing} missing");
 }
 
+/// SIGTERM while the broker is frozen, at-least-once: the graceful stop cannot commit or leave
+/// the group (librdkafka waits for the coordinator in both, without a limit), so each of its
+/// last steps is bounded and the process exits 0 anyway. Once the broker is back, a new run
+/// re-reads from the last commit that went through and every event comes out.
+#[tokio::test(flavor = "multi_thread")]
+async fn exclusive_stop_while_the_broker_is_frozen_ends_and_loses_nothing() {
+    let s = scenario(2).await;
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("\"session.timeout.ms\" = \"6000\"", "\"session.timeout.ms\" = \"45000\"")
+        .replace("[delivery]\n", "[delivery]\nshutdown_timeout_ms = 5000\n");
+    assert!(text.contains("shutdown_timeout_ms = 5000") && text.contains("\"45000\""), "the test config is as expected");
+    std::fs::write(&s.config, text).unwrap();
+    let count = 3000;
+    let (ids, _) = publish_events(&s.raw, count, 21, 2).await;
+    let app = Auditflow::start(&s.config);
+    await_committed_total(&s.group, &s.raw, 2, count as i64 / 3, Duration::from_secs(120));
+    let thaw = Thaw;
+    stack(&["freeze", "kafka"]);
+    // Stopped within the helper's 40 s: 5 s of draining, at most 10 s for the last commit, 5 s
+    // of producer flush and 5 s for threads left behind, not an unbounded wait.
+    let (status, log) = app.stop();
+    drop(thaw);
+    assert!(status.success(), "{log}");
+    let app = Auditflow::start(&s.config);
+    await_committed_to_end(&s.group, &s.raw, Duration::from_secs(180));
+    let (status, log) = app.stop();
+    assert!(status.success(), "{log}");
+    let seen = ecs_ids(&s.ecs);
+    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
+    assert_eq!(missing, 0, "{missing} missing");
+}
+
 /// The same freeze in exactly-once mode: transactional calls time out while the broker is frozen
 /// (aborted, producer replaced, rewound, retried until the broker answers); afterwards a
 /// `read_committed` reader finds every event once. With AUDITFLOW_TEST_FREEZE_SECS=80 the open
