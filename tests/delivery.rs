@@ -54,6 +54,19 @@ async fn publish_events(topic: &str, count: usize, seed: u64, partitions: i32) -
     (ids, denies)
 }
 
+/// Every published id is among the ECS records' ids.
+fn assert_none_missing<'a>(ids: impl IntoIterator<Item = &'a String>, seen: &HashMap<String, usize>) {
+    let missing: Vec<&String> = ids.into_iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "{} missing, e.g. {:?}", missing.len(), missing.first());
+}
+
+/// Every published id is among the ECS records' ids, and none of them twice.
+fn assert_each_once<'a>(ids: impl IntoIterator<Item = &'a String>, seen: &HashMap<String, usize>) {
+    assert_none_missing(ids, seen);
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+}
+
 /// Event ids found on the ECS topic, with how many times each appears.
 fn ecs_ids(topic: &str) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -233,7 +246,7 @@ async fn outage_mid_stream(s: &Scenario, seed: u64, outage: impl FnOnce()) -> (H
 async fn exclusive_broker_restart_is_survived() {
     let s = scenario(2).await;
     let (ids, seen) = restart_broker_mid_stream(&s, 14).await;
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    assert_none_missing(&ids, &seen);
 }
 
 /// The broker restarted mid-stream in exactly-once mode: transactional calls fail while it is
@@ -243,9 +256,7 @@ async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() 
     let s = scenario(2).await;
     make_exactly_once(&s.config, &format!("{}-tx", s.group));
     let (ids, seen) = restart_broker_mid_stream(&s, 15).await;
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
-    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+    assert_each_once(&ids, &seen);
 }
 
 /// The broker frozen for 35 s mid-stream (requests time out on open connections), at-least-once:
@@ -255,8 +266,7 @@ async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() 
 async fn exclusive_broker_freeze_is_survived_at_least_once() {
     let s = scenario(2).await;
     let (ids, seen) = freeze_broker_mid_stream(&s, 17).await;
-    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
-    assert_eq!(missing, 0, "{missing} missing");
+    assert_none_missing(&ids, &seen);
 }
 
 /// SIGTERM while the broker is frozen, at-least-once: the graceful stop cannot commit or leave
@@ -267,8 +277,7 @@ async fn exclusive_broker_freeze_is_survived_at_least_once() {
 async fn exclusive_stop_while_the_broker_is_frozen_ends_and_loses_nothing() {
     let s = scenario(2).await;
     let (ids, seen) = stop_while_the_broker_is_frozen(&s, 21).await;
-    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
-    assert_eq!(missing, 0, "{missing} missing");
+    assert_none_missing(&ids, &seen);
 }
 
 /// The same in exactly-once mode: the open transaction cannot commit (the shutdown deadline
@@ -279,9 +288,7 @@ async fn exclusive_stop_while_the_broker_is_frozen_in_exactly_once_mode_gives_ev
     let s = scenario(2).await;
     make_exactly_once(&s.config, &format!("{}-tx", s.group));
     let (ids, seen) = stop_while_the_broker_is_frozen(&s, 22).await;
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
-    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+    assert_each_once(&ids, &seen);
 }
 
 /// Publishes 3,000 events, stops auditflow with SIGTERM while the broker is frozen (it must exit
@@ -321,9 +328,7 @@ async fn exclusive_broker_freeze_in_exactly_once_mode_gives_every_event_once() {
     let s = scenario(2).await;
     make_exactly_once(&s.config, &format!("{}-tx", s.group));
     let (ids, seen) = freeze_broker_mid_stream(&s, 18).await;
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
-    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "{} duplicated, e.g. {:?}", duplicates.len(), duplicates.first());
+    assert_each_once(&ids, &seen);
 }
 
 /// An outage longer than the group session, as production meets it: the broker restarts while
@@ -363,7 +368,7 @@ async fn exclusive_outage_longer_than_the_session_ends_in_a_rejoin_or_a_restart(
     let (status, log) = app.stop();
     assert!(status.success(), "{log}");
     let seen = ecs_ids(&s.ecs);
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    assert_none_missing(&ids, &seen);
     eprintln!("outage of {:.1} s against a 6 s session: {restarts} watchdog restart(s)", outage.as_secs_f64());
 }
 
@@ -655,7 +660,7 @@ async fn exactly_once_zombie_is_fenced_and_stops() {
     let (status, log) = second.stop();
     assert!(status.success(), "{log}");
     let seen = ecs_ids(&s.ecs);
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    assert_none_missing(&ids, &seen);
     assert!(seen.values().all(|n| *n == 1), "{} duplicated", seen.values().filter(|n| **n > 1).count());
 }
 
@@ -695,7 +700,7 @@ async fn exactly_once_zombie_resumed_after_a_freeze_stops_instead_of_fencing_bac
     assert!(status.success(), "the replacement was not fenced back: {log}");
     assert!(!log.contains("fenced"), "{log}");
     let seen = ecs_ids(&s.ecs);
-    assert!(ids.iter().all(|id| seen.contains_key(id)), "{} missing", ids.iter().filter(|id| !seen.contains_key(*id)).count());
+    assert_none_missing(&ids, &seen);
     assert!(seen.values().all(|n| *n == 1), "{} duplicated", seen.values().filter(|n| **n > 1).count());
 }
 
