@@ -176,7 +176,7 @@ async fn tiny_limits_pause_the_consumer_and_lose_nothing() {
 /// the way in, waits until everything is committed and stops auditflow (asserting exit 0).
 /// Returns the published event ids and how often each id is on the ECS topic.
 async fn restart_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>, HashMap<String, usize>) {
-    outage_mid_stream(s, seed, || stack(&["restart", "kafka"])).await
+    outage_mid_stream(s, seed, 45_000, || stack(&["restart", "kafka"])).await
 }
 
 /// Thaws the broker when dropped, so that a failing test leaves it running for the others.
@@ -195,7 +195,11 @@ impl Drop for Thaw {
 async fn freeze_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>, HashMap<String, usize>) {
     // 35 s, or AUDITFLOW_TEST_FREEZE_SECS to explore longer outages by hand.
     let freeze = Duration::from_secs(std::env::var("AUDITFLOW_TEST_FREEZE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(35));
-    outage_mid_stream(s, seed, || {
+    // The session must outlast the freeze and the reconnection after it: with 45 s against a
+    // 35 s freeze, one CI run's consumer lost its session on the thaw and never rejoined
+    // (librdkafka issue #2944, below), every event out but nothing committed past the freeze.
+    let session_ms = (freeze.as_millis() as u64 + 55_000).max(90_000);
+    outage_mid_stream(s, seed, session_ms, || {
         let _thaw = Thaw;
         stack(&["freeze", "kafka"]);
         // The outage itself, not a wait for a condition.
@@ -204,16 +208,17 @@ async fn freeze_broker_mid_stream(s: &Scenario, seed: u64) -> (HashSet<String>, 
     .await
 }
 
-/// The body of the outage tests: `outage` runs a third of the way in.
-async fn outage_mid_stream(s: &Scenario, seed: u64, outage: impl FnOnce()) -> (HashSet<String>, HashMap<String, usize>) {
+/// The body of the outage tests: `outage` runs a third of the way in, with the group session
+/// set to `session_ms`.
+async fn outage_mid_stream(s: &Scenario, seed: u64, session_ms: u64, outage: impl FnOnce()) -> (HashSet<String>, HashMap<String, usize>) {
     // A restart takes longer than the tests' 6 s group session: the session would expire while the
     // broker is away, and librdkafka (2.12) sometimes never rejoins after that (its issue #2944;
     // one CI run in this project's sixth session sat outside the group for three minutes). The
     // librdkafka default, 45 s, outlasts the restart, as production settings should
     // (`docs/operations.md`, "Broker outages").
-    let text =
-        std::fs::read_to_string(&s.config).unwrap().replace("\"session.timeout.ms\" = \"6000\"", "\"session.timeout.ms\" = \"45000\"");
-    assert!(text.contains("\"session.timeout.ms\" = \"45000\""), "the test config sets the session timeout");
+    let session = format!("\"session.timeout.ms\" = \"{session_ms}\"");
+    let text = std::fs::read_to_string(&s.config).unwrap().replace("\"session.timeout.ms\" = \"6000\"", &session);
+    assert!(text.contains(&session), "the test config sets the session timeout");
     std::fs::write(&s.config, text).unwrap();
     let count = 3000;
     let (ids, _) = publish_events(&s.raw, count, seed, 2).await;
