@@ -136,7 +136,17 @@ pub fn read_all(topic: &str) -> Vec<OwnedMessage> {
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
     let mut out = Vec::new();
     for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).expect("watermarks");
+        // Right after a broker outage leadership may be briefly unknown: ask again for up to 60 s.
+        let asked = Instant::now();
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok(watermarks) => break watermarks,
+                Err(error) => {
+                    assert!(asked.elapsed() < Duration::from_secs(60), "watermarks of {topic}/{partition}: {error}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
         if high <= low {
             continue;
         }
@@ -164,15 +174,28 @@ pub fn read_all(topic: &str) -> Vec<OwnedMessage> {
 
 /// Waits until `group` has committed, for every partition of `topic`, the partition's end offset.
 pub fn await_committed_to_end(group: &str, topic: &str, timeout: Duration) -> Vec<(i32, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("offset reader");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let reader = || -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset reader")
+    };
     let deadline = Instant::now() + timeout;
+    // Right after a broker outage the topic's metadata can come back without its partitions, and
+    // a client keeps what it got: a new client and new metadata until they are complete.
+    let (mut consumer, partitions) = loop {
+        let consumer = reader();
+        if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+            if metadata.topics()[0].error().is_none() && !partitions.is_empty() {
+                break (consumer, partitions);
+            }
+        }
+        assert!(Instant::now() < deadline, "group {group}: no metadata for {topic}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     loop {
         let mut list = TopicPartitionList::new();
         let mut ends = Vec::new();
@@ -194,6 +217,8 @@ pub fn await_committed_to_end(group: &str, topic: &str, timeout: Duration) -> Ve
             Err(error) => {
                 assert!(Instant::now() < deadline, "group {group}: reading offsets of {topic} still fails: {error}");
                 std::thread::sleep(Duration::from_millis(100));
+                // A client that saw the topic without its partitions may keep failing: start over.
+                consumer = reader();
                 continue;
             }
         };
