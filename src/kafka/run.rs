@@ -1484,19 +1484,19 @@ impl Runner {
         });
         // librdkafka's synchronous commit waits for the coordinator without a limit: after a
         // broker outage it has not returned at all (a frozen broker, in this project's CI).
-        if tokio::time::timeout(STEP_WITHIN, committing).await.is_err() {
+        let committed = tokio::time::timeout(STEP_WITHIN, committing).await.is_ok();
+        if !committed {
             warn!(
                 message = "The last offset commit did not finish in time; stopping without it. The next run re-reads from the last commit that went through.",
                 within_secs = STEP_WITHIN.as_secs()
             );
-            self.flush_producer().await;
             // Closing would wait for the same coordinator: leave the consumer to the exit.
             std::mem::forget(self.consumer.clone());
-            info!(message = "Stopped.");
-            return Ok(());
         }
         self.flush_producer().await;
-        close_consumer(self.consumer, STEP_WITHIN).await;
+        if committed {
+            close_consumer(self.consumer, STEP_WITHIN).await;
+        }
         info!(message = "Stopped.");
         Ok(())
     }

@@ -55,10 +55,9 @@ impl StallWatch {
     /// Takes one look: a sleep from `before` to `after` longer than [`TICK`] + [`STALL`] was a
     /// stall ending at `after`.
     pub fn record(&self, before: Instant, after: Instant) {
-        self.last_look.fetch_max(after.saturating_duration_since(self.base).as_millis() as u64, Ordering::Relaxed);
+        self.last_look.fetch_max(self.ms(after), Ordering::Relaxed);
         if after.saturating_duration_since(before) > TICK + STALL {
-            let end = after.saturating_duration_since(self.base).as_millis() as u64 + 1;
-            self.last_end.fetch_max(end, Ordering::Relaxed);
+            self.last_end.fetch_max(self.ms(after) + 1, Ordering::Relaxed);
         }
     }
 
@@ -67,10 +66,14 @@ impl StallWatch {
     pub fn stalled_since(&self, since: Instant) -> bool {
         let last = self.last_end.load(Ordering::Relaxed);
         let look = self.last_look.load(Ordering::Relaxed);
-        let now = self.base.elapsed().as_millis() as u64;
         last == u64::MAX
-            || last > since.saturating_duration_since(self.base).as_millis() as u64
-            || (self.threaded && now.saturating_sub(look) > (TICK + STALL).as_millis() as u64)
+            || last > self.ms(since)
+            || (self.threaded && self.ms(Instant::now()).saturating_sub(look) > (TICK + STALL).as_millis() as u64)
+    }
+
+    /// Milliseconds from `base` to `at` (0 before it).
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_millis() as u64
     }
 }
 
