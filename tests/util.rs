@@ -420,6 +420,23 @@ pub fn stack(args: &[&str]) {
     assert!(status.success(), "scripts/stack {args:?} failed");
 }
 
+/// Waits until the broker answers a metadata request, for up to `timeout`; returns how long that
+/// took. After a freeze the broker has answered at once on a quiet machine but not within 10 s in
+/// one CI run, so a test that starts a process after a thaw waits for this first.
+pub fn await_broker_answers(timeout: Duration) -> Duration {
+    let started = Instant::now();
+    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("metadata client");
+    loop {
+        match client.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(_) => return started.elapsed(),
+            Err(error) => {
+                assert!(started.elapsed() < timeout, "the broker did not answer within {timeout:?}: {error}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
 /// Waits until `path` contains `needle`, or fails after `timeout`.
 pub fn await_log(path: &Path, needle: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;

@@ -628,7 +628,9 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     let mut commit_tick = tokio::time::interval(Duration::from_millis(config.delivery.commit_interval_ms.max(1)));
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut catalog_tick = tokio::time::interval(Duration::from_millis(config.enrich.catalog_check_interval_ms.max(100)));
-    let mut shutdown = std::pin::pin!(shutdown);
+    // Shared: the loop watches it, and in exactly-once mode so does the interruption below.
+    let shutdown = shutdown.shared();
+    let deadline = Duration::from_millis(config.delivery.shutdown_timeout_ms);
     // Partition numbers read to their end (only reported with `until_caught_up`). librdkafka's
     // end-of-partition event names the partition but not its topic, hence numbers, compared with
     // the distinct numbers assigned; when they are all at their end, `read_to_the_end` settles
@@ -639,127 +641,157 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     // nothing is in flight to it. Armed by end-of-partition events and, while every number stays
     // at its end, by the heartbeat (the moment may come later, or the answer be no).
     let mut check_end = false;
-    loop {
-        if check_end && runner.backlog.is_empty() && (runner.repartition.is_none() || runner.in_flight.is_empty()) {
-            check_end = false;
-            if read_to_the_end(&runner.consumer, starts_at_latest).await {
-                info!(message = "Caught up with every assigned partition; stopping.");
-                break;
+    let looping = async {
+        let mut shutdown = std::pin::pin!(shutdown.clone());
+        Ok::<Ended, RunError>(loop {
+            if check_end && runner.backlog.is_empty() && (runner.repartition.is_none() || runner.in_flight.is_empty()) {
+                check_end = false;
+                if read_to_the_end(&runner.consumer, starts_at_latest).await {
+                    info!(message = "Caught up with every assigned partition; stopping.");
+                    break Ended::Stop;
+                }
             }
-        }
-        runner.rewind_if_revoked().await?;
-        runner.restore_assigned().await?;
-        runner.drain_backlog().await?;
-        let can_take = runner.can_take();
-        let retry_at = runner.blocked.as_ref().map(|b| b.retry_at);
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            Some(report) = runner.reports.recv() => {
-                // Every delivery already reported, in one turn of the loop (under load they
-                // come in bursts, one per record of a produce batch).
-                let now = std::time::Instant::now();
-                runner.on_delivered(report, now)?;
-                for _ in 0..BURST {
-                    match runner.reports.try_recv() {
-                        Ok(report) => runner.on_delivered(report, now)?,
-                        Err(_) => break,
+            runner.rewind_if_revoked().await?;
+            runner.restore_assigned().await?;
+            runner.drain_backlog().await?;
+            let can_take = runner.can_take();
+            let retry_at = runner.blocked.as_ref().map(|b| b.retry_at);
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ended::Stop,
+                Some(report) = runner.reports.recv() => {
+                    // Every delivery already reported, in one turn of the loop (under load they
+                    // come in bursts, one per record of a produce batch).
+                    let now = std::time::Instant::now();
+                    runner.on_delivered(report, now)?;
+                    for _ in 0..BURST {
+                        match runner.reports.try_recv() {
+                            Ok(report) => runner.on_delivered(report, now)?,
+                            Err(_) => break,
+                        }
                     }
                 }
-            }
-            Some((id, message)) = runner.resends.next(), if !runner.resends.is_empty() => runner.resend(id, message),
-            _ = commit_tick.tick() => runner.commit().await?,
-            _ = heartbeat.tick() => {
-                health.beat();
-                if runner.paused {
-                    // Not polling on purpose (registry down, or the in-flight bound): librdkafka
-                    // leaves the group after max.poll.interval.ms and rejoins at the next poll.
-                    // That is not the stuck state the watchdog looks for.
-                    runner.consumer.context().restart_watch();
-                }
-                if let Some(stuck) = runner.stuck_in_group().await {
-                    error!(
-                        message = "The consumer has been out of its group too long while the cluster answers; stopping for a restart.",
-                        secs = stuck.for_.as_secs(), state = %stuck.state, join_state = %stuck.join_state
-                    );
-                    health.group_stuck();
-                    runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms), false).await?;
-                    return Err(RunError::GroupStuck {
-                        group: config.kafka.group_id.clone(),
-                        secs: stuck.for_.as_secs(),
-                        join_state: stuck.join_state,
-                    });
-                }
-                runner.advance_windows().await?;
-                runner.grow_sticky();
-                runner.report_failing(&health, unready_after);
-                if options.until_caught_up {
-                    let numbers = assigned_partition_numbers(&runner.consumer);
-                    debug!(
-                        message = "Catching up.",
-                        numbers_at_end = at_end.len(),
-                        numbers,
-                        backlog = runner.backlog.len(),
-                        in_flight = runner.in_flight.len()
-                    );
-                    check_end |= at_end.len() >= numbers;
-                }
-                metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
-            }
-            _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
-            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
-                runner.retry_registry().await;
-            }
-            received = runner.consumer.recv(), if can_take => {
-                // This record and those already fetched behind it, up to a burst: the backlog
-                // takes them in order (at most a burst more records held than one at a time).
-                // A burst stops at a rebalance, so that the backlog never holds records read
-                // before a revoke behind records read after it.
-                let rebalances = runner.consumer.context().rebalances.load(Ordering::SeqCst);
-                // A rebalance runs inside the call that returns the next record: what the backlog
-                // holds of revoked partitions is forgotten before anything read after it goes in.
-                forget_revoked(&runner.consumer, &mut runner.backlog, &mut runner.pipeline);
-                let mut received = Some(received);
-                let mut taken = 0;
-                while let Some(result) = received.take() {
-                    if taken > 0 && runner.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
-                        forget_revoked(&runner.consumer, &mut runner.backlog, &mut runner.pipeline);
+                Some((id, message)) = runner.resends.next(), if !runner.resends.is_empty() => runner.resend(id, message),
+                _ = commit_tick.tick() => runner.commit().await?,
+                _ = heartbeat.tick() => {
+                    health.beat();
+                    if runner.paused {
+                        // Not polling on purpose (registry down, or the in-flight bound): librdkafka
+                        // leaves the group after max.poll.interval.ms and rejoins at the next poll.
+                        // That is not the stuck state the watchdog looks for.
+                        runner.consumer.context().restart_watch();
                     }
-                    match result {
-                        Ok(message) => {
-                            let record = source_record(&message);
-                            runner.meters.received(&record.topic).increment(1);
-                            at_end.remove(&record.partition);
-                            // More to read: wait for the ends again.
-                            check_end = false;
-                            runner.backlog.push_back(record);
+                    if let Some(stuck) = runner.stuck_in_group().await {
+                        break Ended::GroupStuck(stuck);
+                    }
+                    runner.advance_windows().await?;
+                    runner.grow_sticky();
+                    runner.report_failing(&health, unready_after);
+                    if options.until_caught_up {
+                        let numbers = assigned_partition_numbers(&runner.consumer);
+                        debug!(
+                            message = "Catching up.",
+                            numbers_at_end = at_end.len(),
+                            numbers,
+                            backlog = runner.backlog.len(),
+                            in_flight = runner.in_flight.len()
+                        );
+                        check_end |= at_end.len() >= numbers;
+                    }
+                    metrics::gauge!("auditflow_in_flight_records").set(runner.tracker.lock().expect("tracker lock").in_flight() as f64);
+                }
+                _ = catalog_tick.tick(), if runner.catalog.path.is_some() => runner.reload_catalog(&config),
+                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                    runner.retry_registry().await;
+                }
+                received = runner.consumer.recv(), if can_take => {
+                    // This record and those already fetched behind it, up to a burst: the backlog
+                    // takes them in order (at most a burst more records held than one at a time).
+                    // A burst stops at a rebalance, so that the backlog never holds records read
+                    // before a revoke behind records read after it.
+                    let rebalances = runner.consumer.context().rebalances.load(Ordering::SeqCst);
+                    // A rebalance runs inside the call that returns the next record: what the backlog
+                    // holds of revoked partitions is forgotten before anything read after it goes in.
+                    forget_revoked(&runner.consumer, &mut runner.backlog, &mut runner.pipeline);
+                    let mut received = Some(received);
+                    let mut taken = 0;
+                    while let Some(result) = received.take() {
+                        if taken > 0 && runner.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
+                            forget_revoked(&runner.consumer, &mut runner.backlog, &mut runner.pipeline);
                         }
-                        Err(KafkaError::PartitionEOF(partition)) => {
-                            at_end.insert(partition);
-                            // Whatever the backlog still holds is processed before the check (at
-                            // the top of the loop): requiring an empty backlog here missed the
-                            // end when the last records arrived in the same burst as the last
-                            // end-of-partition event, and the run never stopped.
-                            check_end = options.until_caught_up && at_end.len() >= assigned_partition_numbers(&runner.consumer);
-                            break;
-                        }
-                        Err(error) => {
-                            if let Some(left_out) = runner.consumer_log.allow(std::time::Instant::now()) {
-                                warn!(message = "Consumer error.", %error, not_logged_since_last = left_out);
+                        match result {
+                            Ok(message) => {
+                                let record = source_record(&message);
+                                runner.meters.received(&record.topic).increment(1);
+                                at_end.remove(&record.partition);
+                                // More to read: wait for the ends again.
+                                check_end = false;
+                                runner.backlog.push_back(record);
                             }
-                            metrics::counter!("auditflow_consumer_errors_total").increment(1);
-                            break;
+                            Err(KafkaError::PartitionEOF(partition)) => {
+                                at_end.insert(partition);
+                                // Whatever the backlog still holds is processed before the check (at
+                                // the top of the loop): requiring an empty backlog here missed the
+                                // end when the last records arrived in the same burst as the last
+                                // end-of-partition event, and the run never stopped.
+                                check_end = options.until_caught_up && at_end.len() >= assigned_partition_numbers(&runner.consumer);
+                                break;
+                            }
+                            Err(error) => {
+                                if let Some(left_out) = runner.consumer_log.allow(std::time::Instant::now()) {
+                                    warn!(message = "Consumer error.", %error, not_logged_since_last = left_out);
+                                }
+                                metrics::counter!("auditflow_consumer_errors_total").increment(1);
+                                break;
+                            }
                         }
-                    }
-                    taken += 1;
-                    if taken < BURST && runner.consumer.context().rebalances.load(Ordering::SeqCst) == rebalances {
-                        received = runner.consumer.recv().now_or_never();
+                        taken += 1;
+                        if taken < BURST && runner.consumer.context().rebalances.load(Ordering::SeqCst) == rebalances {
+                            received = runner.consumer.recv().now_or_never();
+                        }
                     }
                 }
             }
+        })
+    };
+    // Exactly-once: a stop that finds the loop inside a step waiting on Kafka (a commit or a
+    // recovery during a broker outage can take minutes) interrupts it once `deadline` has passed.
+    // Dropping the step at any point is safe there: nothing counts until a transaction commits.
+    let interrupt = async {
+        shutdown.clone().await;
+        tokio::time::sleep(deadline).await;
+    };
+    let ended = tokio::select! {
+        biased;
+        ended = looping => ended?,
+        () = interrupt, if exactly_once => Ended::Interrupted,
+    };
+    match ended {
+        Ended::Stop => runner.shutdown(deadline, true).await,
+        Ended::Interrupted => runner.stop_interrupted(deadline).await,
+        Ended::GroupStuck(stuck) => {
+            error!(
+                message = "The consumer has been out of its group too long while the cluster answers; stopping for a restart.",
+                secs = stuck.for_.as_secs(),
+                state = %stuck.state,
+                join_state = %stuck.join_state
+            );
+            health.group_stuck();
+            runner.shutdown(deadline, false).await?;
+            Err(RunError::GroupStuck { group: config.kafka.group_id.clone(), secs: stuck.for_.as_secs(), join_state: stuck.join_state })
         }
     }
-    runner.shutdown(Duration::from_millis(config.delivery.shutdown_timeout_ms), true).await
+}
+
+/// Why the main loop of [`run_with`] ended.
+enum Ended {
+    /// A stop was requested (or, with `until_caught_up`, everything was read).
+    Stop,
+    /// Exactly-once: a stop was requested and the loop was still inside a step after the
+    /// shutdown deadline.
+    Interrupted,
+    /// The consumer was stuck outside its group.
+    GroupStuck(Stuck),
 }
 
 impl Runner {
@@ -1443,10 +1475,14 @@ impl Runner {
         // Before the flush forgets them.
         self.save_event_times();
         let flushed = self.pipeline.flush_windows();
-        self.send_all(flushed, None).await?;
         if self.eos.is_some() {
             info!(message = "Shutting down: committing the open transaction.", windows_flushed = open);
-            let commit = self.commit_transaction();
+            // Sending the flushed windows' outputs can wait for queue space, and the commit for the
+            // broker (with a recovery behind it): the deadline bounds both.
+            let commit = async {
+                self.send_all(flushed, None).await?;
+                self.commit_transaction().await
+            };
             match tokio::time::timeout(deadline, commit).await {
                 Ok(result) => result?,
                 Err(_) => warn!(
@@ -1454,12 +1490,11 @@ impl Runner {
                         "Shutdown deadline reached before the transaction committed; it is aborted by the broker and re-read on restart."
                 ),
             }
-            let consumer = self.consumer.clone();
-            let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
             close_consumer(self.consumer, STEP_WITHIN).await;
             info!(message = "Stopped.");
             return Ok(());
         }
+        self.send_all(flushed, None).await?;
         self.tracker.lock().expect("tracker lock").refresh_caps(|_, _| None);
         info!(
             message = "Shutting down: draining in-flight outputs.",
@@ -1501,6 +1536,20 @@ impl Runner {
         Ok(())
     }
 
+    /// Exactly-once: stops after [`Ended::Interrupted`]. The interrupted step may have left a
+    /// transactional call running, so the transaction is left alone: the broker aborts it after
+    /// its timeout, or the next run's producer (same `transactional.id`) at once. Open windows
+    /// are not flushed; the next run re-reads everything since the last commit.
+    async fn stop_interrupted(self, deadline: Duration) -> Result<(), RunError> {
+        warn!(
+            message = "Stop requested while a step still waited on Kafka; stopping without committing. The open transaction is aborted and its records re-read on restart.",
+            waited_ms = deadline.as_millis() as u64
+        );
+        close_consumer(self.consumer, STEP_WITHIN).await;
+        info!(message = "Stopped.");
+        Ok(())
+    }
+
     /// Waits for every delivery in flight, up to `deadline`; false when the deadline came first.
     async fn drain_in_flight(&mut self, deadline: Duration) -> Result<bool, RunError> {
         let drain = async {
@@ -1526,12 +1575,16 @@ impl Runner {
 /// before the stop goes on without it.
 const STEP_WITHIN: Duration = Duration::from_secs(10);
 
-/// Closes the consumer, which leaves its group, on a blocking thread: librdkafka's close waits
-/// for the group coordinator and can block for good after an outage. Past `within` the thread is
-/// left to the process's exit, and the broker drops the member after `session.timeout.ms`.
+/// Unsubscribes and closes the consumer, which leaves its group, on a blocking thread:
+/// librdkafka's close waits for the group coordinator and can block for good after an outage.
+/// Past `within` the thread is left to the process's exit, and the broker drops the member after
+/// `session.timeout.ms`.
 async fn close_consumer(consumer: Arc<StreamConsumer<RunContext>>, within: Duration) {
     // The last reference closes the consumer when dropped.
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    let closing = tokio::task::spawn_blocking(move || {
+        consumer.unsubscribe();
+        drop(consumer)
+    });
     if tokio::time::timeout(within, closing).await.is_err() {
         warn!(message = "Leaving the consumer group did not finish in time; stopping without it.", within_secs = within.as_secs());
     }
