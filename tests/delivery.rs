@@ -272,7 +272,6 @@ async fn exclusive_broker_restart_in_exactly_once_mode_gives_every_event_once() 
 /// The broker frozen for 35 s mid-stream (requests time out on open connections), at-least-once:
 /// auditflow rides it out, every event comes out, and the graceful stop afterwards ends within
 /// the test's 40 s (its last commit and leaving the group are bounded: one CI run hung in them).
-#[ignore = "open: failed in clean-clone CI runs after a freeze (docs/operations.md, Broker outages)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn exclusive_broker_freeze_is_survived_at_least_once() {
     let s = scenario(2).await;
@@ -362,7 +361,6 @@ async fn stop_while_the_broker_is_frozen(
 /// `read_committed` reader finds every event once. With AUDITFLOW_TEST_FREEZE_SECS=80 the open
 /// transaction outlives its 60 s timeout and the broker fences the producer: it is replaced, not
 /// taken for a zombie (that ended the run before).
-#[ignore = "open: failed in clean-clone CI runs after a freeze (docs/operations.md, Broker outages)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn exclusive_broker_freeze_in_exactly_once_mode_gives_every_event_once() {
     let s = scenario(2).await;
