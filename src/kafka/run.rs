@@ -763,13 +763,17 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     };
     let ended = tokio::select! {
         biased;
-        ended = looping => ended?,
-        () = interrupt, if exactly_once => Ended::Interrupted,
+        ended = looping => ended,
+        () = interrupt, if exactly_once => Ok(Ended::Interrupted),
     };
-    match ended {
-        Ended::Stop => runner.shutdown(deadline, true).await,
-        Ended::Interrupted => runner.stop_interrupted(deadline).await,
-        Ended::GroupStuck(stuck) => {
+    let result = match ended {
+        Err(error) => Err(error),
+        Ok(Ended::Stop) => runner.shutdown(deadline, true).await,
+        Ok(Ended::Interrupted) => {
+            runner.stop_interrupted(deadline);
+            Ok(())
+        }
+        Ok(Ended::GroupStuck(stuck)) => {
             error!(
                 message = "The consumer has been out of its group too long while the cluster answers; stopping for a restart.",
                 secs = stuck.for_.as_secs(),
@@ -777,10 +781,18 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
                 join_state = %stuck.join_state
             );
             health.group_stuck();
-            runner.shutdown(deadline, false).await?;
-            Err(RunError::GroupStuck { group: config.kafka.group_id.clone(), secs: stuck.for_.as_secs(), join_state: stuck.join_state })
+            runner.shutdown(deadline, false).await.and(Err(RunError::GroupStuck {
+                group: config.kafka.group_id.clone(),
+                secs: stuck.for_.as_secs(),
+                join_state: stuck.join_state,
+            }))
         }
+    };
+    runner.release().await;
+    if result.is_ok() {
+        info!(message = "Stopped.");
     }
+    result
 }
 
 /// Why the main loop of [`run_with`] ended.
@@ -1456,7 +1468,7 @@ impl Runner {
     /// committed and the consumer is not closed: a commit would be refused, and librdkafka's close
     /// can block for good in that state. Open windows are not flushed and an open transaction is
     /// aborted; the next process re-reads everything since the last commit.
-    async fn shutdown(mut self, deadline: Duration, leave_group: bool) -> Result<(), RunError> {
+    async fn shutdown(&mut self, deadline: Duration, leave_group: bool) -> Result<(), RunError> {
         if !leave_group {
             if let Some(eos) = self.eos.as_mut() {
                 if tokio::time::timeout(deadline, eos.txn.abort()).await.is_err() {
@@ -1490,8 +1502,6 @@ impl Runner {
                         "Shutdown deadline reached before the transaction committed; it is aborted by the broker and re-read on restart."
                 ),
             }
-            close_consumer(self.consumer, STEP_WITHIN).await;
-            info!(message = "Stopped.");
             return Ok(());
         }
         self.send_all(flushed, None).await?;
@@ -1529,10 +1539,6 @@ impl Runner {
             std::mem::forget(self.consumer.clone());
         }
         self.flush_producer().await;
-        if committed {
-            close_consumer(self.consumer, STEP_WITHIN).await;
-        }
-        info!(message = "Stopped.");
         Ok(())
     }
 
@@ -1540,14 +1546,26 @@ impl Runner {
     /// transactional call running, so the transaction is left alone: the broker aborts it after
     /// its timeout, or the next run's producer (same `transactional.id`) at once. Open windows
     /// are not flushed; the next run re-reads everything since the last commit.
-    async fn stop_interrupted(self, deadline: Duration) -> Result<(), RunError> {
+    fn stop_interrupted(&self, deadline: Duration) {
         warn!(
             message = "Stop requested while a step still waited on Kafka; stopping without committing. The open transaction is aborted and its records re-read on restart.",
             waited_ms = deadline.as_millis() as u64
         );
-        close_consumer(self.consumer, STEP_WITHIN).await;
-        info!(message = "Stopped.");
-        Ok(())
+    }
+
+    /// The last step of every stop, graceful or on an error: lets go of the Kafka clients without
+    /// waiting on them for long, leaving the group unless the consumer was forgotten on purpose
+    /// (then the broker drops the member after `session.timeout.ms`). Dropping a client can block
+    /// (librdkafka's consumer close waits for the coordinator, a producer's teardown for its
+    /// threads); a fenced zombie once did not exit within 90 s in CI.
+    async fn release(self) {
+        let consumer = self.consumer.clone();
+        // Everything but the consumer (the producers, the transaction state) on a blocking thread.
+        let rest = tokio::task::spawn_blocking(move || drop(self));
+        if tokio::time::timeout(STEP_WITHIN, rest).await.is_err() {
+            warn!(message = "Releasing the producer did not finish in time; exiting without it.", within_secs = STEP_WITHIN.as_secs());
+        }
+        close_consumer(consumer, STEP_WITHIN).await;
     }
 
     /// Waits for every delivery in flight, up to `deadline`; false when the deadline came first.
