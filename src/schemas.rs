@@ -11,3 +11,6 @@ pub const ENRICHED_EVENT: &str = include_str!("../schemas/enriched_event.avsc");
 
 /// The summary of a closed trace window (`TraceSummary::to_avro_value`).
 pub const TRACE_SUMMARY: &str = include_str!("../schemas/trace_summary.avsc");
+
+/// A late event, when summaries are Avro (`LateEvent::to_avro_value`).
+pub const LATE_EVENT: &str = include_str!("../schemas/late_event.avsc");

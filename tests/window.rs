@@ -330,8 +330,8 @@ async fn unkeyed_input_on_two_instances_gives_the_summaries_of_keyed_input() {
     assert_eq!(keyed.len(), unkeyed.len());
 }
 
-/// `summary_format = "avro"`: summaries on the topic are Confluent-framed Avro whose schema a
-/// consumer gets from the registry alone; the late event goes, as JSON, to the late topic.
+/// `summary_format = "avro"`: summaries on the topic, and the late event on the late topic, are
+/// Confluent-framed Avro whose schemas a consumer gets from the registry alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_summaries_decode_with_the_registry_alone() {
     let _registry = REGISTRY_LOCK.read().await;
@@ -384,7 +384,16 @@ async fn avro_summaries_decode_with_the_registry_alone() {
     assert_eq!(traces, [("tr-a".to_owned(), 2), ("tr-b".to_owned(), 1)]);
     let late = read_all(&format!("{raw}.sequences.late"));
     assert_eq!(late.len(), 1);
-    assert_eq!(json(&late[0])["kind"], "late_event");
+    let payload = late[0].payload().unwrap();
+    assert_eq!(payload[0], 0, "Confluent magic byte");
+    let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
+    let schema = apache_avro::Schema::parse_str(&registry.fetch(id).await.unwrap()).unwrap();
+    assert_eq!(schema.name().map(|n| n.fullname(None)), Some("io.auditflow.LateEvent".to_owned()));
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+    let apache_avro::types::Value::Record(fields) = reader.read_value(&mut &payload[5..]).unwrap() else { panic!("a record") };
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(field("trace"), apache_avro::types::Value::String("tr-a".into()));
+    assert_eq!(field("ts"), apache_avro::types::Value::String("2026-11-28T09:50:00.000Z".into()));
 }
 
 /// Peak RSS (VmHWM) and current RSS (VmRSS) of this process, in KiB.

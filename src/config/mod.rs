@@ -92,7 +92,8 @@ pub struct WindowConfig {
     pub enabled: bool,
     /// Encoding of trace summaries on `topics.sequences`: `json`, or `avro`
     /// (`schemas/trace_summary.avsc`, registered as `<topics.sequences>-value`, Confluent wire
-    /// format; needs `registry.url`). With `avro`, late-event records go as JSON to
+    /// format; needs `registry.url`). With `avro`, late-event records go as Avro too
+    /// (`schemas/late_event.avsc`, registered as `<topics.late_events>-value`) to
     /// `topics.late_events`, as one topic holds one schema. Default `json`.
     pub summary_format: SummaryFormat,
     /// The window settings and rules.

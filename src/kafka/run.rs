@@ -558,7 +558,11 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
             .ok_or_else(|| RunError::Registry(RegistryError::Config("window.summary_format = \"avro\" needs a registry".into())))?;
         let id = registry.register_avro(&subject, crate::schemas::TRACE_SUMMARY).await.map_err(RunError::Registry)?;
         info!(message = "Registered the trace summary schema.", %subject, schema_id = id);
-        runner.pipeline.enable_avro_summaries(id, config.late_events_topic());
+        let late_topic = config.late_events_topic();
+        let late_subject = format!("{late_topic}-value");
+        let late_id = registry.register_avro(&late_subject, crate::schemas::LATE_EVENT).await.map_err(RunError::Registry)?;
+        info!(message = "Registered the late event schema.", subject = %late_subject, schema_id = late_id);
+        runner.pipeline.enable_avro_summaries(id, late_id, late_topic);
     }
     let changelog = config.window_changelog_topic();
     if exactly_once && config.window.enabled && config.passthrough.topic.is_none() {

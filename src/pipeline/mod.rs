@@ -116,7 +116,7 @@ pub struct Pipeline {
     /// Topic of the window changelog (exactly-once mode); see [`changelog`].
     changelog: Option<String>,
     /// Avro trace summaries, and the topic late events go to then.
-    summary_avro: Option<(SummaryAvro, String)>,
+    window_avro: Option<WindowAvro>,
     /// The latest wall time given to `process` or `advance`, for output timestamps.
     now_ms: i64,
 }
@@ -127,29 +127,38 @@ pub struct Pipeline {
 /// ahead is a clock problem at its source, not a time to index by.
 pub const MAX_STAMP_AHEAD_MS: i64 = 50 * 60 * 1000;
 
-/// Encodes trace summaries as Avro datums of `schemas/trace_summary.avsc` in the Confluent wire
-/// format, for a schema id the shell registered.
-struct SummaryAvro {
+/// Writes Avro datums of one of the project's schemas in the Confluent wire format (magic byte,
+/// schema id, datum), for a schema id the shell registered.
+struct AvroWriter {
     writer: apache_avro::writer::datum::GenericDatumWriter<'static>,
     schema_id: u32,
 }
 
-impl SummaryAvro {
-    fn new(schema_id: u32) -> Self {
+impl AvroWriter {
+    fn new(schema: &'static str, schema_id: u32) -> Self {
         // One schema for the life of the process: leaked so the writer can borrow it.
         let schema: &'static apache_avro::Schema =
-            Box::leak(Box::new(apache_avro::Schema::parse_str(crate::schemas::TRACE_SUMMARY).expect("trace_summary.avsc is valid")));
-        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().expect("trace_summary.avsc resolves");
-        SummaryAvro { writer, schema_id }
+            Box::leak(Box::new(apache_avro::Schema::parse_str(schema).expect("the project's schemas are valid")));
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().expect("the project's schemas resolve");
+        AvroWriter { writer, schema_id }
     }
 
-    fn encode(&self, summary: &window::TraceSummary, out: &mut Vec<u8>) {
+    fn encode(&self, value: apache_avro::types::Value, out: &mut Vec<u8>) {
         out.push(0);
         out.extend_from_slice(&self.schema_id.to_be_bytes());
-        // The value is built to the schema (a unit test validates it); a mismatch is a bug.
-        let datum = self.writer.write_value_to_vec(summary.to_avro_value()).expect("summary value matches its schema");
+        // Values are built to their schema (unit tests validate them); a mismatch is a bug.
+        let datum = self.writer.write_value_to_vec(value).expect("value matches its schema");
         out.extend_from_slice(&datum);
     }
+}
+
+/// With `window.summary_format = "avro"`: trace summaries (`schemas/trace_summary.avsc`) on the
+/// sequences topic, late events (`schemas/late_event.avsc`) on their own topic, so that each
+/// topic holds one schema.
+struct WindowAvro {
+    summary: AvroWriter,
+    late: AvroWriter,
+    late_topic: String,
 }
 
 impl Pipeline {
@@ -167,7 +176,7 @@ impl Pipeline {
             siem_topics,
             schemas: AvroSchemas::new(),
             changelog: None,
-            summary_avro: None,
+            window_avro: None,
             now_ms: 0,
         }
     }
@@ -235,14 +244,15 @@ impl Pipeline {
                 WindowOutput::RuleHit(_) => {}
                 WindowOutput::Late(_) => holds.clear(),
             }
-            let topic = match (&item, &self.summary_avro) {
+            let topic = match (&item, &self.window_avro) {
                 (WindowOutput::RuleHit(_), _) => &self.settings.topics.alerts,
-                (WindowOutput::Late(_), Some((_, late))) => late,
+                (WindowOutput::Late(_), Some(avro)) => &avro.late_topic,
                 _ => &self.settings.sequences_topic,
             };
             let mut payload = Vec::with_capacity(1024);
-            match (&item, &self.summary_avro) {
-                (WindowOutput::Summary(summary), Some((avro, _))) => avro.encode(summary, &mut payload),
+            match (&item, &self.window_avro) {
+                (WindowOutput::Summary(summary), Some(avro)) => avro.summary.encode(summary.to_avro_value(), &mut payload),
+                (WindowOutput::Late(late), Some(avro)) => avro.late.encode(late.to_avro_value(), &mut payload),
                 _ => item.to_json(&mut payload),
             }
             outputs.push(Output {
@@ -270,10 +280,15 @@ impl Pipeline {
             .then_some(ts_ms)
     }
 
-    /// Writes trace summaries as Avro with the registered `schema_id` from now on, and late-event
-    /// records (JSON) to `late_topic` (the shell registers `schemas/trace_summary.avsc` first).
-    pub fn enable_avro_summaries(&mut self, schema_id: u32, late_topic: String) {
-        self.summary_avro = Some((SummaryAvro::new(schema_id), late_topic));
+    /// Writes trace summaries as Avro with the registered `summary_schema_id` from now on, and
+    /// late events as Avro with `late_schema_id` to `late_topic` (the shell registers
+    /// `schemas/trace_summary.avsc` and `schemas/late_event.avsc` first).
+    pub fn enable_avro_summaries(&mut self, summary_schema_id: u32, late_schema_id: u32, late_topic: String) {
+        self.window_avro = Some(WindowAvro {
+            summary: AvroWriter::new(crate::schemas::TRACE_SUMMARY, summary_schema_id),
+            late: AvroWriter::new(crate::schemas::LATE_EVENT, late_schema_id),
+            late_topic,
+        });
     }
 
     /// Writes window changelog records to `topic` from now on (exactly-once mode): an entry for
@@ -392,8 +407,8 @@ impl Pipeline {
         if self.windows.is_some() {
             topics.push(self.settings.sequences_topic.clone());
         }
-        if let Some((_, late)) = &self.summary_avro {
-            topics.push(late.clone());
+        if let Some(avro) = &self.window_avro {
+            topics.push(avro.late_topic.clone());
         }
         topics
     }

@@ -373,7 +373,7 @@ fn repartition_rekeys_valid_records_by_trace_and_dead_letters_the_rest() {
 fn avro_summaries_are_confluent_framed_and_late_events_go_to_their_own_topic() {
     const T0: i64 = 1_776_522_127_441;
     let mut pipeline = changelog_pipeline();
-    pipeline.enable_avro_summaries(7, "audit.sequences.late".into());
+    pipeline.enable_avro_summaries(7, 8, "audit.sequences.late".into());
     let mut outputs = Vec::new();
     for record in [traced("t1", T0, 0), traced("t1", T0 + 500, 1), traced("t2", T0 + 10_000, 2), traced("t1", T0 + 100, 3)] {
         outputs.extend(pipeline.process(&record, 0));
@@ -390,8 +390,18 @@ fn avro_summaries_are_confluent_framed_and_late_events_go_to_their_own_topic() {
     let apache_avro::types::Value::Array(steps) = field("steps") else { panic!("steps") };
     assert_eq!(steps.len(), 2);
     let late = outputs.iter().find(|o| o.topic == "audit.sequences.late").expect("offset 3 is late");
-    let late: serde_json::Value = serde_json::from_slice(late.payload.as_deref().unwrap()).unwrap();
-    assert_eq!(late["kind"], "late_event");
+    let payload = late.payload.as_deref().unwrap();
+    assert_eq!(payload[..5], [0, 0, 0, 0, 8], "magic byte and the late event schema's id");
+    let schema = apache_avro::Schema::parse_str(crate::schemas::LATE_EVENT).unwrap();
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+    let mut datum = &payload[5..];
+    let apache_avro::types::Value::Record(fields) = reader.read_value(&mut datum).unwrap() else { panic!("a record") };
+    assert!(datum.is_empty(), "one datum, nothing after it");
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(field("trace"), apache_avro::types::Value::String("t1".into()));
+    assert_eq!(field("reason"), apache_avro::types::Value::String("window_closed".into()));
+    let apache_avro::types::Value::Record(source) = field("source") else { panic!("source") };
+    assert_eq!(source.iter().find(|(n, _)| n == "offset").map(|(_, v)| v.clone()), Some(apache_avro::types::Value::Long(3)));
     assert!(pipeline.output_topics().contains(&"audit.sequences.late".to_owned()));
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use apache_avro::types::Value as Avro;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -212,5 +213,125 @@ impl LateEvent {
             source: LateSource { at: SourceJson { topic: &p.topic, partition: p.partition, offset: p.offset }, ingest_ms: p.ingest_ms },
         };
         crate::json_out::write(out, &json);
+    }
+
+    /// The late event as a value of `schemas/late_event.avsc`: the fields of the JSON form but
+    /// `kind` (the schema names it), extra input fields as their JSON text.
+    pub fn to_avro_value(&self) -> Avro {
+        let e = &self.event.event;
+        let p = &self.event.provenance;
+        let text = |s: &str| Avro::String(s.to_owned());
+        let optional = |s: Option<String>| match s {
+            Some(s) => Avro::Union(1, Box::new(Avro::String(s))),
+            None => Avro::Union(0, Box::new(Avro::Null)),
+        };
+        let extra = e.extra.iter().map(|(k, v)| (k.clone(), Avro::String(v.to_string()))).collect();
+        Avro::Record(vec![
+            ("trace".into(), text(&e.trace)),
+            ("event_id".into(), text(&self.event.event_id)),
+            ("ts".into(), text(&e.ts)),
+            ("ts_ms".into(), Avro::TimestampMillis(e.ts_ms)),
+            ("summary_id".into(), optional(self.summary_id.map(|id| id.to_string()))),
+            ("reason".into(), text(self.reason.as_str())),
+            ("watermark_ms".into(), Avro::TimestampMillis(self.watermark_ms)),
+            (
+                "event".into(),
+                Avro::Record(vec![
+                    ("ts".into(), text(&e.ts)),
+                    ("actor".into(), text(&e.actor)),
+                    ("action".into(), text(&e.action)),
+                    ("artifact".into(), text(&e.artifact)),
+                    ("policy".into(), text(&e.policy)),
+                    ("target".into(), text(&e.target)),
+                    ("mode".into(), text(&e.mode)),
+                    ("trace".into(), text(&e.trace)),
+                    ("result".into(), text(&e.result)),
+                    ("reason".into(), optional(e.reason.clone())),
+                    ("extra".into(), Avro::Map(extra)),
+                ]),
+            ),
+            (
+                "source".into(),
+                Avro::Record(vec![
+                    ("topic".into(), text(&p.topic)),
+                    ("partition".into(), Avro::Int(p.partition)),
+                    ("offset".into(), Avro::Long(p.offset)),
+                    ("ingest_ms".into(), Avro::TimestampMillis(p.ingest_ms)),
+                ]),
+            ),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SourceRecord;
+    use crate::pipeline::{decode::json, enrich, validate};
+    use apache_avro::types::Value as V;
+
+    fn late(text: &str, summary_id: Option<Uuid>) -> LateEvent {
+        let event = validate::validate(json::decode(text.as_bytes()).unwrap(), &Default::default()).unwrap();
+        let record = SourceRecord { topic: "audit.raw".into(), partition: 2, offset: 41, ..Default::default() };
+        let enriched = enrich::enrich(event, &record, 1_776_522_130_000, &Default::default());
+        LateEvent { event: Box::new(enriched), summary_id, watermark_ms: 1_776_522_129_000, reason: LateReason::BehindWatermark }
+    }
+
+    /// The Avro form matches the schema, reads back equal, and carries what the JSON form does:
+    /// every string and number alike, extra fields as their JSON text, absent optionals as null.
+    #[test]
+    fn avro_value_validates_and_carries_the_json_forms_fields() {
+        let schema = apache_avro::Schema::parse_str(crate::schemas::LATE_EVENT).unwrap();
+        let full = r#"{"ts":"2026-04-18T14:22:07.441+02:00","actor":"user:j.patel","action":"deploy","artifact":"billing@v4","policy":"p1","target":"aws:eu-west-1:c1","mode":"fixed","trace":"tr-1","result":"denied","reason":"outside \"window\"","ticket":{"id":7},"n":3}"#;
+        let bare = r#"{"ts":"2026-04-18T14:22:07.441Z","actor":"user:a","action":"read","artifact":"x","policy":"p","target":"t","mode":"adaptive","trace":"tr-2","result":"allowed"}"#;
+        for (text, summary_id) in [(full, Some(Uuid::from_u128(9))), (bare, None)] {
+            let late = late(text, summary_id);
+            let value = late.to_avro_value();
+            assert!(value.validate(&schema), "{value:?}");
+            let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap();
+            let bytes = writer.write_value_to_vec(value.clone()).unwrap();
+            let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+            assert_eq!(reader.read_value(&mut bytes.as_slice()).unwrap(), value);
+
+            let mut out = Vec::new();
+            late.to_json(&mut out);
+            let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            compare(&value, &json, "");
+            let field = |value: &V, name: &str| match value {
+                V::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap(),
+                other => panic!("not a record: {other:?}"),
+            };
+            let V::Map(extra) = field(&field(&value, "event"), "extra") else { panic!("extra is a map") };
+            let mut keys: Vec<&str> = extra.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, if text == full { vec!["n", "ticket"] } else { vec![] });
+        }
+    }
+
+    /// Asserts that every field of the Avro `value` equals its namesake in `json` (null where the
+    /// JSON form leaves it out; map values are JSON texts).
+    fn compare(value: &V, json: &serde_json::Value, path: &str) {
+        match value {
+            V::Record(fields) => {
+                for (name, field) in fields {
+                    // Extra fields are flattened into the JSON form's `event` object.
+                    let json = if name == "extra" { json } else { json.get(name).unwrap_or(&serde_json::Value::Null) };
+                    compare(field, json, &format!("{path}.{name}"));
+                }
+            }
+            V::Union(_, inner) => compare(inner, json, path),
+            V::Null => assert!(json.is_null(), "{path}: {json}"),
+            V::String(text) => assert_eq!(json.as_str(), Some(text.as_str()), "{path}"),
+            V::Int(n) => assert_eq!(json.as_i64(), Some(i64::from(*n)), "{path}"),
+            V::Long(n) | V::TimestampMillis(n) => assert_eq!(json.as_i64(), Some(*n), "{path}"),
+            V::Map(entries) => {
+                for (key, text) in entries {
+                    let V::String(text) = text else { panic!("{path}.{key}: not a string") };
+                    let parsed: serde_json::Value = serde_json::from_str(text).unwrap();
+                    assert_eq!(json.get(key), Some(&parsed), "{path}.{key}");
+                }
+            }
+            other => panic!("{path}: unexpected {other:?}"),
+        }
     }
 }
