@@ -9,7 +9,7 @@
 //!   for values written in pieces). The SIEM encoders, trace summaries and rule hits use it; it
 //!   is about twice as fast as driving a serde serializer, which escapes every key and
 //!   dispatches per field (`docs/benchmarks-history.md`).
-//! - [`write`] serializes any `Serialize` value with `sonic-rs` (whose serde serializer writes
+//! - [`write()`] serializes any `Serialize` value with `sonic-rs` (whose serde serializer writes
 //!   the same bytes as `serde_json`'s, with SIMD string scanning): records built less often
 //!   (deny alerts, late events, enriched JSON), single strings, and arbitrary JSON values
 //!   (extra input fields).
@@ -243,7 +243,7 @@ impl Object<'_> {
         write(self.out, value);
     }
 
-    /// `"key":<any serde value>`, through [`write`].
+    /// `"key":<any serde value>`, through [`write()`].
     pub fn serialize<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
         self.key(key);
         write(self.out, value);
