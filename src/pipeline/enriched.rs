@@ -118,19 +118,25 @@ impl EnrichedAvro {
     }
 }
 
-fn text(s: &str) -> Avro {
+/// An Avro `string`.
+pub(crate) fn text(s: &str) -> Avro {
     Avro::String(s.to_owned())
 }
 
-fn opt(s: Option<&str>) -> Avro {
+/// An Avro `["null","string"]`.
+pub(crate) fn opt(s: Option<&str>) -> Avro {
     match s {
         Some(s) => Avro::Union(1, Box::new(text(s))),
         None => Avro::Union(0, Box::new(Avro::Null)),
     }
 }
 
+/// Extra input fields as an Avro `map<string>` of their JSON texts.
+pub(crate) fn extra_texts(extra: &Map<String, Value>) -> Avro {
+    Avro::Map(extra.iter().map(|(k, v)| (k.clone(), Avro::String(v.to_string()))).collect::<HashMap<String, Avro>>())
+}
+
 fn to_avro(d: &Doc<'_>) -> Avro {
-    let extra: HashMap<String, Avro> = d.extra.iter().map(|(k, v)| (k.clone(), Avro::String(v.to_string()))).collect();
     Avro::Record(vec![
         ("event_id".into(), text(d.event_id)),
         ("ts".into(), text(d.ts)),
@@ -160,7 +166,7 @@ fn to_avro(d: &Doc<'_>) -> Avro {
         ("source_partition".into(), Avro::Int(d.source_partition)),
         ("source_offset".into(), Avro::Long(d.source_offset)),
         ("ingest_ms".into(), Avro::Long(d.ingest_ms)),
-        ("extra".into(), Avro::Map(extra)),
+        ("extra".into(), extra_texts(d.extra)),
     ])
 }
 

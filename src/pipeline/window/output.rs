@@ -220,18 +220,13 @@ impl LateEvent {
     pub fn to_avro_value(&self) -> Avro {
         let e = &self.event.event;
         let p = &self.event.provenance;
-        let text = |s: &str| Avro::String(s.to_owned());
-        let optional = |s: Option<String>| match s {
-            Some(s) => Avro::Union(1, Box::new(Avro::String(s))),
-            None => Avro::Union(0, Box::new(Avro::Null)),
-        };
-        let extra = e.extra.iter().map(|(k, v)| (k.clone(), Avro::String(v.to_string()))).collect();
+        use crate::pipeline::enriched::{extra_texts, opt, text};
         Avro::Record(vec![
             ("trace".into(), text(&e.trace)),
             ("event_id".into(), text(&self.event.event_id)),
             ("ts".into(), text(&e.ts)),
             ("ts_ms".into(), Avro::TimestampMillis(e.ts_ms)),
-            ("summary_id".into(), optional(self.summary_id.map(|id| id.to_string()))),
+            ("summary_id".into(), opt(self.summary_id.map(|id| id.to_string()).as_deref())),
             ("reason".into(), text(self.reason.as_str())),
             ("watermark_ms".into(), Avro::TimestampMillis(self.watermark_ms)),
             (
@@ -246,8 +241,8 @@ impl LateEvent {
                     ("mode".into(), text(&e.mode)),
                     ("trace".into(), text(&e.trace)),
                     ("result".into(), text(&e.result)),
-                    ("reason".into(), optional(e.reason.clone())),
-                    ("extra".into(), Avro::Map(extra)),
+                    ("reason".into(), opt(e.reason.as_deref())),
+                    ("extra".into(), extra_texts(&e.extra)),
                 ]),
             ),
             (
