@@ -218,13 +218,7 @@ async fn registry_outage(beyond_poll_interval: bool, exactly_once: bool) {
     if beyond_poll_interval {
         // Out of the group (librdkafka leaves it when not polled for max.poll.interval.ms), and
         // for longer than the watchdog's timeout: the run must still be going.
-        let members = || {
-            use rdkafka::consumer::Consumer as _;
-            let client: rdkafka::consumer::BaseConsumer =
-                rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
-            let groups = client.fetch_group_list(Some(&group), Duration::from_secs(10)).unwrap();
-            groups.groups().first().map_or(0, |g| g.members().len())
-        };
+        let members = || group_members(&group);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while members() != 0 {
             assert!(std::time::Instant::now() < deadline, "the consumer never left the group");

@@ -352,6 +352,12 @@ async fn stop_while_the_broker_is_frozen(
     for line in stop_log.lines().filter(|l| steps.iter().any(|step| l.contains(step))) {
         eprintln!("{line}");
     }
+    // The stop could not leave the group while the broker was frozen: its member stays until its
+    // session expires. A new instance joining beside that ghost once never got its partitions
+    // within 180 s in CI (librdkafka #2944 territory, which the group watchdog covers in
+    // production). This test is about the stop, so the next run joins an empty group.
+    let waited = await_group_empty(&s.group, Duration::from_secs(120));
+    eprintln!("the stopped member was gone from the group {} ms after the thaw", waited.as_millis());
     let app = Auditflow::start(&s.config);
     await_committed_to_end(&s.group, &s.raw, Duration::from_secs(180));
     let (status, log) = app.stop();

@@ -437,6 +437,24 @@ pub fn await_broker_answers(timeout: Duration) -> Duration {
     }
 }
 
+/// How many members `group` has now, as the broker reports them.
+pub fn group_members(group: &str) -> usize {
+    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("group reader");
+    let groups = client.fetch_group_list(Some(group), Duration::from_secs(10)).expect("group list");
+    groups.groups().first().map_or(0, |g| g.members().len())
+}
+
+/// Waits until `group` has no members (the last one left or its session expired), or fails after
+/// `timeout`; returns how long that took.
+pub fn await_group_empty(group: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    while group_members(group) != 0 {
+        assert!(started.elapsed() < timeout, "group {group} still had members after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    started.elapsed()
+}
+
 /// Waits until `path` contains `needle`, or fails after `timeout`.
 pub fn await_log(path: &Path, needle: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
