@@ -149,6 +149,7 @@ impl Object<'_> {
     }
 
     /// `"key":"value"`, escaped.
+    #[inline]
     pub fn str(&mut self, key: &'static str, value: &str) {
         self.key(key);
         string(self.out, value);
@@ -156,12 +157,14 @@ impl Object<'_> {
 
     /// `"key":"value"` for a format's constant value (a `&'static str` that needs no escaping,
     /// checked in debug builds), written without a scan.
+    #[inline]
     pub fn lit(&mut self, key: &'static str, value: &'static str) {
         self.key(key);
         constant(self.out, value);
     }
 
     /// `"key":"value"` for a value rendered at build time.
+    #[inline]
     pub fn literal(&mut self, key: &'static str, value: &Literal) {
         self.json(key, value.json());
     }
@@ -185,6 +188,7 @@ impl Object<'_> {
     }
 
     /// `"key":"value"` when `value` is `Some`; nothing otherwise.
+    #[inline]
     pub fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         if let Some(value) = value {
             self.str(key, value);
@@ -192,18 +196,21 @@ impl Object<'_> {
     }
 
     /// `"key":"<the parts concatenated>"`, without building the concatenation.
+    #[inline]
     pub fn str_parts(&mut self, key: &'static str, parts: &[&str]) {
         self.key(key);
         string_of_parts(self.out, parts);
     }
 
     /// `"key":<number>`.
+    #[inline]
     pub fn int(&mut self, key: &'static str, value: i64) {
         self.key(key);
         self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// `"key":true` or `"key":false`.
+    #[inline]
     pub fn bool(&mut self, key: &'static str, value: bool) {
         self.key(key);
         self.out.extend_from_slice(if value { b"true" } else { b"false" });
@@ -251,6 +258,7 @@ impl Object<'_> {
 
     /// `"key":<json>`, where `json` is one complete JSON value, e.g. a string literal rendered
     /// once for several records ([`crate::siem::Shared`]).
+    #[inline]
     pub fn json(&mut self, key: &'static str, json: &[u8]) {
         self.key(key);
         self.out.extend_from_slice(json);
