@@ -87,6 +87,17 @@ fn needs_escape(bytes: &[u8]) -> bool {
     crate::scan::any_below_or_eq(bytes, 0x20, b'"', b'\\')
 }
 
+/// Appends `value` hyphenated and lowercase between quotes: nothing in it needs escaping.
+#[inline]
+fn uuid_string(out: &mut Vec<u8>, value: &uuid::Uuid) {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = value.hyphenated().encode_lower(&mut buf);
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
 /// A string rendered once as a JSON string literal (quotes and escaping included), for values
 /// fixed when an encoder is built: configured names, product fields, attribute keys. Writing it
 /// is a copy, with no scan.
@@ -153,6 +164,13 @@ impl Object<'_> {
     pub fn str(&mut self, key: &'static str, value: &str) {
         self.key(key);
         string(self.out, value);
+    }
+
+    /// `"key":"<uuid, hyphenated, lowercase>"`, written without a scan (hex digits and hyphens).
+    #[inline]
+    pub fn uuid(&mut self, key: &'static str, value: &uuid::Uuid) {
+        self.key(key);
+        uuid_string(self.out, value);
     }
 
     /// `"key":"value"` for a format's constant value (a `&'static str` that needs no escaping,
@@ -323,6 +341,12 @@ impl Array<'_> {
         self.separate();
         string(self.out, value);
     }
+
+    /// A UUID element, hyphenated and lowercase (see [`Object::uuid`]).
+    pub fn uuid(&mut self, value: &uuid::Uuid) {
+        self.separate();
+        uuid_string(self.out, value);
+    }
 }
 
 #[cfg(test)]
@@ -374,10 +398,14 @@ mod tests {
             doc.lit("c", "const");
             doc.literal("r", &Literal::new("q\"\u{1}é"));
             doc.lit_array("la", ["x", "y"]);
+            doc.uuid("u", &uuid::Uuid::from_u128(0xCEC2C36B_1A68_5E27_9009_9862FBE0FE52));
+            doc.array("us", |l| l.uuid(&uuid::Uuid::nil()));
         });
         let expected = serde_json::json!({
             "a": "1", "b": {"n": -3, "t": true, "l": ["x", "y\n"]}, "empty": {}, "one": [{"u": 7}], "list": ["s", {"k": "v"}], "none": [], "m": "p\"q\"",
-            "extra": {"n\"1": 1.5, "s": "x\u{7f}é"}, "v": [null, {"k": false}], "c": "const", "r": "q\"\u{1}é", "la": ["x", "y"]
+            "extra": {"n\"1": 1.5, "s": "x\u{7f}é"}, "v": [null, {"k": false}], "c": "const", "r": "q\"\u{1}é", "la": ["x", "y"],
+            "u": "cec2c36b-1a68-5e27-9009-9862fbe0fe52",
+            "us": ["00000000-0000-0000-0000-000000000000"]
         });
         assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&expected).unwrap());
     }

@@ -117,19 +117,18 @@ impl RuleHit {
     /// Appends the hit as one `sequence_rule` alert (`docs/windowing.md`, "Rule-hit alert").
     pub fn to_json(&self, out: &mut Vec<u8>) {
         json_out::object(out, |o| {
-            let mut buf = Uuid::encode_buffer();
             o.str("alert", SEQUENCE_RULE);
-            o.str("alert_id", self.hit_id.hyphenated().encode_lower(&mut buf));
+            o.uuid("alert_id", &self.hit_id);
             o.int("severity", i64::from(self.severity));
             o.str("trace", &self.trace);
             time_field(o, "ts", self.ts_ms);
             o.str("rule", &self.rule);
             o.str("rule_type", self.rule_type.as_str());
-            o.str("summary_id", self.summary_id.hyphenated().encode_lower(&mut buf));
+            o.uuid("summary_id", &self.summary_id);
             o.str("description", &self.description);
             o.array("event_ids", |list| {
                 for step in &self.events {
-                    list.str(step.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+                    list.uuid(&step.event_id);
                 }
             });
             o.array("events", |list| {

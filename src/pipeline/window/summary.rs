@@ -283,7 +283,13 @@ pub fn rfc3339_bytes(ms: i64) -> Option<[u8; 24]> {
 /// Writes `"key":"<rfc 3339 of ms>"`.
 pub(super) fn time_field(o: &mut Object<'_>, key: &'static str, ms: i64) {
     match rfc3339_bytes(ms) {
-        Some(bytes) => o.str(key, std::str::from_utf8(&bytes).expect("ascii digits")),
+        // Digits and `-:.TZ`: nothing to escape.
+        Some(bytes) => o.raw(key, |out| {
+            out.reserve(bytes.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(&bytes);
+            out.push(b'"');
+        }),
         None => o.str(key, &rfc3339(ms)),
     }
 }
@@ -299,7 +305,7 @@ pub(super) fn step_fields(o: &mut Object<'_>, step: &Step) {
     o.str("policy", &f.policy);
     o.str("actor", &f.actor);
     o.str("mode", &f.mode);
-    o.str("event_id", step.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    o.uuid("event_id", &step.event_id);
     o.object("source", |source| {
         source.str("topic", step.topic());
         source.int("partition", i64::from(step.partition));
@@ -329,7 +335,7 @@ impl TraceSummary {
     pub fn to_json(&self, out: &mut Vec<u8>) {
         json_out::object(out, |o| {
             o.str("kind", "trace_summary");
-            o.str("summary_id", self.summary_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+            o.uuid("summary_id", &self.summary_id);
             o.str("trace", &self.trace);
             time_field(o, "window_start", self.start_ms);
             o.int("window_start_ms", self.start_ms);
