@@ -53,9 +53,12 @@ fn init_logging(format: LogFormat) {
 async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config, until_caught_up } => {
+            // Installed first: a signal during start-up then stops the run cleanly (before it
+            // consumes) instead of ending the process by the signal's default action.
+            let shutdown = shutdown_signal().context("installing the SIGTERM and SIGINT handlers")?;
             let config = Config::load(&config)?;
             let options = auditflow::kafka::run::RunOptions { until_caught_up };
-            auditflow::kafka::run::run_with(config, shutdown_signal(), options).await?;
+            auditflow::kafka::run::run_with(config, shutdown, options).await?;
             Ok(())
         }
         Command::CheckConfig { config } => {
@@ -170,12 +173,17 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!(message = "Shutdown requested.");
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on the first of either,
+/// including one received before it is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!(message = "Shutdown requested.");
+    })
 }

@@ -368,6 +368,26 @@ async fn stop_while_the_broker_is_frozen(
     (ids, ecs_ids(&s.ecs), stop_log)
 }
 
+/// SIGTERM during start-up (here soon after the metrics endpoint is up, while the exactly-once
+/// producer initialises): the handlers are installed first, so the run ends cleanly, exit 0,
+/// before consuming when the signal came before the group was joined. Before, a signal that came
+/// before the run loop ended the process by the signal's default action.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_during_start_up_exits_cleanly() {
+    let s = scenario(2).await;
+    make_exactly_once(&s.config, &format!("{}-tx", s.group));
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{text}")).unwrap();
+    let app = Auditflow::start(&s.config);
+    await_log(&app.log, "Serving /metrics", Duration::from_secs(30));
+    let (status, log) = app.stop();
+    assert!(status.success(), "ended with {status}:\n{log}");
+    let before_consuming = log.contains("Stop requested during start-up; stopping before consuming.");
+    assert!(before_consuming != log.contains("Consuming."), "either before consuming or from the run loop:\n{log}");
+    assert!(log.contains("Stopped."), "{log}");
+    eprintln!("stopped {}", if before_consuming { "before consuming" } else { "from the run loop" });
+}
+
 /// The same freeze in exactly-once mode: transactional calls time out while the broker is frozen
 /// (aborted, producer replaced, rewound, retried until the broker answers); afterwards a
 /// `read_committed` reader finds every event once. With AUDITFLOW_TEST_FREEZE_SECS=80 the open

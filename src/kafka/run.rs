@@ -635,6 +635,16 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     if !sticky_topics.is_empty() {
         runner.sticky = Some(sticky_partitions(&runner.producer, &sticky_topics).await?);
     }
+    // Shared: the loop watches it, and in exactly-once mode so does the interruption below.
+    let shutdown = shutdown.shared();
+    // A stop requested during start-up ends the run here, before it joins the group: nothing has
+    // been read, so there is nothing to flush or commit.
+    if shutdown.clone().now_or_never().is_some() {
+        info!(message = "Stop requested during start-up; stopping before consuming.");
+        runner.release().await;
+        info!(message = "Stopped.");
+        return Ok(());
+    }
     let mut inputs: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     inputs.extend(repartition.as_deref());
     runner.consumer.subscribe(&inputs).map_err(|source| RunError::Kafka { context: "subscribing", source })?;
@@ -643,8 +653,6 @@ pub async fn run_with(config: Config, shutdown: impl Future<Output = ()>, option
     let mut commit_tick = tokio::time::interval(Duration::from_millis(config.delivery.commit_interval_ms.max(1)));
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut catalog_tick = tokio::time::interval(Duration::from_millis(config.enrich.catalog_check_interval_ms.max(100)));
-    // Shared: the loop watches it, and in exactly-once mode so does the interruption below.
-    let shutdown = shutdown.shared();
     let deadline = Duration::from_millis(config.delivery.shutdown_timeout_ms);
     // Partition numbers read to their end (only reported with `until_caught_up`). librdkafka's
     // end-of-partition event names the partition but not its topic, hence numbers, compared with
