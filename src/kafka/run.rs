@@ -444,7 +444,9 @@ impl CatalogWatch {
     }
 }
 
-/// Runs until `shutdown` resolves, then drains in-flight outputs, commits, and returns.
+/// Runs until `shutdown` resolves, then drains in-flight outputs, commits, and returns. When it
+/// has resolved by the end of start-up (it is checked once, just before subscribing), the run
+/// returns there, having read nothing.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     run_with(config, shutdown, RunOptions::default()).await
 }
