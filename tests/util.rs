@@ -437,22 +437,26 @@ pub fn await_broker_answers(timeout: Duration) -> Duration {
     }
 }
 
-/// How many members `group` has now, as the broker reports them.
-pub fn group_members(group: &str) -> usize {
+/// How many members `group` has now, as the broker reports them. Right after a broker freeze the
+/// group coordinator can take longer than the request's 10 s to answer: an error, not a count.
+pub fn group_members(group: &str) -> rdkafka::error::KafkaResult<usize> {
     let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("group reader");
-    let groups = client.fetch_group_list(Some(group), Duration::from_secs(10)).expect("group list");
-    groups.groups().first().map_or(0, |g| g.members().len())
+    let groups = client.fetch_group_list(Some(group), Duration::from_secs(10))?;
+    Ok(groups.groups().first().map_or(0, |g| g.members().len()))
 }
 
-/// Waits until `group` has no members (the last one left or its session expired), or fails after
-/// `timeout`; returns how long that took.
+/// Waits until `group` has no members (the last one left or its session expired), asking again
+/// when the broker does not answer, or fails after `timeout`; returns how long that took.
 pub fn await_group_empty(group: &str, timeout: Duration) -> Duration {
     let started = Instant::now();
-    while group_members(group) != 0 {
-        assert!(started.elapsed() < timeout, "group {group} still had members after {timeout:?}");
+    loop {
+        match group_members(group) {
+            Ok(0) => return started.elapsed(),
+            Ok(n) => assert!(started.elapsed() < timeout, "group {group} still had {n} members after {timeout:?}"),
+            Err(error) => assert!(started.elapsed() < timeout, "group {group}: no member list within {timeout:?}: {error}"),
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
-    started.elapsed()
 }
 
 /// Waits until `path` contains `needle`, or fails after `timeout`.
