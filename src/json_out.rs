@@ -87,15 +87,21 @@ fn needs_escape(bytes: &[u8]) -> bool {
     crate::scan::any_below_or_eq(bytes, 0x20, b'"', b'\\')
 }
 
+/// Appends `bytes` between quotes as they are, for text known to need no escaping (format
+/// constants, UUIDs, timestamps this crate formats); debug builds check it.
+#[inline]
+pub(crate) fn quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    debug_assert!(!needs_escape(bytes), "{:?} needs escaping", String::from_utf8_lossy(bytes));
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+}
+
 /// Appends `value` hyphenated and lowercase between quotes: nothing in it needs escaping.
 #[inline]
 fn uuid_string(out: &mut Vec<u8>, value: &uuid::Uuid) {
-    let mut buf = uuid::Uuid::encode_buffer();
-    let text = value.hyphenated().encode_lower(&mut buf);
-    out.reserve(text.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(text.as_bytes());
-    out.push(b'"');
+    quoted(out, value.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes());
 }
 
 /// A string rendered once as a JSON string literal (quotes and escaping included), for values
@@ -122,11 +128,7 @@ impl Literal {
 /// need no escaping (debug builds check it), so they go out as they are.
 #[inline]
 fn constant(out: &mut Vec<u8>, value: &'static str) {
-    debug_assert!(!needs_escape(value.as_bytes()), "constant {value:?} needs escaping");
-    out.reserve(value.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'"');
+    quoted(out, value.as_bytes());
 }
 
 /// Writes one JSON object into `out`: `fill` adds the fields, the braces are written around them.

@@ -284,12 +284,7 @@ pub fn rfc3339_bytes(ms: i64) -> Option<[u8; 24]> {
 pub(super) fn time_field(o: &mut Object<'_>, key: &'static str, ms: i64) {
     match rfc3339_bytes(ms) {
         // Digits and `-:.TZ`: nothing to escape.
-        Some(bytes) => o.raw(key, |out| {
-            out.reserve(bytes.len() + 2);
-            out.push(b'"');
-            out.extend_from_slice(&bytes);
-            out.push(b'"');
-        }),
+        Some(bytes) => o.raw(key, |out| json_out::quoted(out, &bytes)),
         None => o.str(key, &rfc3339(ms)),
     }
 }
